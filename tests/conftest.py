@@ -1,0 +1,164 @@
+"""Fixture factory: small collections in every layout, written the way the real tools write them."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import zipfile
+from pathlib import Path
+
+import mmh3
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("WORKBENCH_SHARED", REPO.parent / "shared"))
+IMAGES = SHARED / "data" / "images"
+
+
+def unit_rows(n: int, dim: int, seed: int, offset: np.ndarray | None = None) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    if offset is not None:
+        x = x / np.sqrt(dim) * 0.6 + offset  # a shared direction, like a real CLIP cone
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def laion400m_table(n: int, start: int) -> pa.Table:
+    ids = np.arange(start, start + n)
+    urls = [f"https://synthetic.invalid/img/{i}.jpg" for i in ids]
+    texts = [f"caption number {i}" for i in ids]
+    return pa.table({
+        "SAMPLE_ID": pa.array(ids, pa.int64()),
+        "URL": urls,
+        "TEXT": texts,
+        "LICENSE": ["?"] * n,
+        "NSFW": pa.array(["UNLIKELY", "UNSURE", "NSFW"] * (n // 3) + ["UNLIKELY"] * (n % 3)),
+        "similarity": pa.array(np.linspace(0.2, 0.4, n), pa.float64()),
+        "WIDTH": pa.array(np.full(n, 640), pa.int32()),
+        "HEIGHT": pa.array(np.full(n, 480), pa.int32()),
+    })
+
+
+def laion5b_table(n: int, start: int, with_scores: bool = True) -> pa.Table:
+    ids = np.arange(start, start + n)
+    urls = [f"https://synthetic.invalid/5b/{i}.png" for i in ids]
+    texts = [f"a synthetic caption {i}" for i in ids]
+    cols = {"URL": urls, "TEXT": texts}
+    if with_scores:
+        cols.update({
+            "WIDTH": pa.array(np.full(n, 512.0), pa.float64()),
+            "HEIGHT": pa.array(np.full(n, 256.0), pa.float64()),
+            "similarity": pa.array(np.linspace(0.28, 0.4, n), pa.float64()),
+            "hash": pa.array([mmh3.hash64(u + t)[0] for u, t in zip(urls, texts)], pa.int64()),
+            "punsafe": pa.array(np.linspace(0, 1, n), pa.float32()),
+            "pwatermark": pa.array(np.linspace(1, 0, n), pa.float32()),
+        })
+    return pa.table(cols)
+
+
+def write_npy(path: Path, arr: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, arr)
+
+
+def make_embeddings(root: Path, rows=(5, 7, 3), dim=16, dtype="float16", padding: int | str = 0,
+                    text=True, metadata="laion400m", seed=0, centred=True) -> Path:
+    """A clip-retrieval / LAION embedding folder. padding: digits, or "clip" for clip-retrieval's rule."""
+    n_parts = len(rows)
+    width = int(np.log10(n_parts)) + 1 if padding == "clip" else int(padding)
+    offset = unit_rows(1, dim, seed + 999)[0] if centred else None
+    start = 0
+    for i, n in enumerate(rows):
+        name = str(i).zfill(width) if width else str(i)
+        write_npy(root / "img_emb" / f"img_emb_{name}.npy", unit_rows(n, dim, seed + i, offset).astype(dtype))
+        if text:
+            write_npy(root / "text_emb" / f"text_emb_{name}.npy", unit_rows(n, dim, seed + 100 + i, offset).astype(dtype))
+        if metadata:
+            table = laion400m_table(n, start) if metadata == "laion400m" else laion5b_table(n, start)
+            (root / "metadata").mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, root / "metadata" / f"metadata_{name}.parquet")
+        start += n
+    return root
+
+
+def make_parquet_only(root: Path, rows=(6, 4), with_scores=True) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    start = 0
+    for i, n in enumerate(rows):
+        name = f"part-{i:05d}-5b54c5d5-bbcf-484d-a2ce-0d6f73df1a36-c000.snappy.parquet"
+        pq.write_table(laion5b_table(n, start, with_scores), root / name)
+        start += n
+    return root
+
+
+def make_datacomp(root: Path, rows=(4, 6), models=("b32", "l14"), compressed=False, seed=0) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    dims = {"b32": 512, "l14": 768}
+    start = 0
+    for i, n in enumerate(rows):
+        stem = f"{i:08d}"
+        uids = [f"{(start + j):032x}" for j in range(n)]
+        pq.write_table(pa.table({
+            "uid": uids,
+            "url": [f"https://synthetic.invalid/dc/{u}.jpg" for u in uids],
+            "text": [f"datacomp text {start + j}" for j in range(n)],
+            "original_width": pa.array(np.full(n, 300), pa.int64()),
+            "original_height": pa.array(np.full(n, 200), pa.int64()),
+            "clip_b32_similarity_score": pa.array(np.full(n, 0.25), pa.float32()),
+            "clip_l14_similarity_score": pa.array(np.full(n, 0.21), pa.float32()),
+        }), root / f"{stem}.parquet")
+        arrays = {}
+        for m in models:
+            arrays[f"{m}_img"] = unit_rows(n, dims[m], seed + i).astype(np.float16)
+            arrays[f"{m}_txt"] = unit_rows(n, dims[m], seed + 50 + i).astype(np.float16)
+        (np.savez_compressed if compressed else np.savez)(root / f"{stem}.npz", **arrays)
+        start += n
+    return root
+
+
+def image_files() -> list[Path]:
+    return sorted(p for p in (IMAGES / "clip_retrieval").glob("*.jpg"))
+
+
+def make_webdataset(root: Path, per_shard=(3, 2), failed_per_shard=1) -> Path:
+    """img2dataset output: <shard:05d>.tar with jpg/txt/json, and a parquet with failures included."""
+    root.mkdir(parents=True, exist_ok=True)
+    images = image_files()
+    k = 0
+    for shard, n in enumerate(per_shard):
+        records = []
+        with tarfile.open(root / f"{shard:05d}.tar", "w") as tf:
+            for j in range(n + failed_per_shard):
+                key = f"{shard:05d}{j:04d}"
+                failed = j == 0 and failed_per_shard > 0
+                rec = {"url": f"https://synthetic.invalid/wds/{key}.jpg", "caption": f"web caption <b>{key}</b>",
+                       "key": key, "status": "failed_to_download" if failed else "success",
+                       "error_message": "synthetic failure" if failed else None,
+                       "width": 256, "height": 256, "original_width": 640, "original_height": 480}
+                records.append(rec)
+                if failed:
+                    continue
+                img = images[k % len(images)].read_bytes()
+                k += 1
+                for ext, data in (("jpg", img), ("txt", rec["caption"].encode()), ("json", json.dumps(rec).encode())):
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+        pq.write_table(pa.Table.from_pylist(records), root / f"{shard:05d}.parquet")
+        (root / f"{shard:05d}_stats.json").write_text(json.dumps({"count": n + failed_per_shard, "successes": n}))
+    return root
+
+
+@pytest.fixture
+def emb_dir(tmp_path):
+    return make_embeddings(tmp_path / "laion400m")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    assert SHARED.is_dir(), f"shared data not found at {SHARED} (set WORKBENCH_SHARED)"
+    return SHARED / "data"

@@ -1,0 +1,310 @@
+"""``Collection``: a lazy view over a sharded image-text collection.
+
+Metadata is a polars LazyFrame (nothing is read until it is collected); embeddings are memory-
+mapped shard by shard and streamed in chunks, never loaded whole. Every row has a global row id
+(column ``row``): its 0-based position in canonical order, shards by number, rows in file order.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import polars as pl
+
+from .errors import LayoutError, NoEmbeddingsError
+from .layouts import Layout, ShardFiles, detect
+from .schema import ROW, canonical_exprs, canonical_mapping
+
+DEFAULT_CHUNK_ROWS = 65_536
+KINDS = ("image", "text")
+
+
+@dataclass(frozen=True)
+class EmbeddingChunk:
+    """Rows ``start .. start+len(data)`` (global ids) of one shard."""
+
+    start: int
+    shard: int
+    data: np.ndarray  # (n, dim): float32 unit rows when normalised, else the stored dtype
+    valid: np.ndarray | None  # bool (n,): False for NaN/inf/zero-norm rows (zeroed); None when not normalised
+
+    @property
+    def rows(self) -> np.ndarray:
+        return np.arange(self.start, self.start + len(self.data), dtype=np.int64)
+
+
+def normalize_rows(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Float32 copy with unit rows; NaN/inf/zero-norm rows become zeros and are marked invalid."""
+    x = np.array(block, dtype=np.float32, copy=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    valid = np.isfinite(norms) & (norms > 1e-12)
+    x[~valid] = 0.0
+    x[valid] /= norms[valid, None]
+    return x, valid
+
+
+class Collection:
+    """A sharded collection; open one with :func:`workbench.open_collection`."""
+
+    def __init__(self, layout: Layout):
+        self._layout = layout
+        self.path: Path = layout.root
+        self.layout: str = layout.kind
+        self.shards: list[ShardFiles] = layout.shards
+        counts = np.array([s.rows for s in self.shards], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._rows = int(self.offsets[-1])
+
+    # -- shape -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._rows
+
+    def __repr__(self) -> str:
+        dim = f", dim={self.dim}" if self.dim else ""
+        return f"<Collection {self.layout} {str(self.path)!r}: {len(self):,} rows in {len(self.shards)} shards{dim}>"
+
+    @property
+    def has_embeddings(self) -> bool:
+        return any(s.image is not None for s in self.shards)
+
+    @property
+    def has_text_embeddings(self) -> bool:
+        return any(s.text is not None for s in self.shards)
+
+    def _first_array(self):
+        for s in self.shards:
+            for a in (s.image, s.text):
+                if a is not None:
+                    return a
+        return None
+
+    @property
+    def dim(self) -> int | None:
+        a = self._first_array()
+        return None if a is None else a.dim
+
+    @property
+    def dtype(self) -> str | None:
+        dtypes = sorted({str(a.dtype) for s in self.shards for a in (s.image, s.text) if a is not None})
+        return None if not dtypes else "/".join(dtypes)
+
+    @property
+    def model(self) -> str | None:
+        return self._layout.model
+
+    @property
+    def images(self) -> str | None:
+        return self._layout.images
+
+    @property
+    def source_paths(self) -> list[Path]:
+        """Folders (or the file) holding this collection's data: a writer refuses to write into them."""
+        return [self.path, *self._layout.image_dirs]
+
+    # -- rows and shards -----------------------------------------------------------------------
+    def shard_of(self, rows) -> np.ndarray:
+        """Shard index of each global row id."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
+            bad = rows[(rows < 0) | (rows >= len(self))][0]
+            raise IndexError(f"row {bad} is out of range: the collection has {len(self)} rows")
+        return np.searchsorted(self.offsets, rows, side="right") - 1
+
+    # -- metadata ------------------------------------------------------------------------------
+    def _shard_frame(self, i: int) -> pl.LazyFrame:
+        s = self.shards[i]
+        offset = int(self.offsets[i])
+        if s.metadata is None:
+            return pl.LazyFrame().select(pl.int_range(offset, offset + s.rows, dtype=pl.Int64).alias(ROW))
+        lf = pl.scan_parquet(s.metadata)
+        if s.success_only and "status" in s.schema.names:
+            lf = lf.filter(pl.col("status") == "success")
+        schema = dict(pl.Schema(s.schema))
+        return lf.select(
+            (pl.int_range(pl.len(), dtype=pl.Int64) + offset).alias(ROW),
+            *canonical_exprs(schema, self._layout.prefer),
+        )
+
+    @cached_property
+    def metadata(self) -> pl.LazyFrame:
+        """All rows' metadata, lazily: column ``row`` (global id), the originals, and canonical names."""
+        if not self.shards:
+            return pl.LazyFrame({ROW: []}, schema={ROW: pl.Int64})
+        frames = [self._shard_frame(i) for i in range(len(self.shards))]
+        if len(frames) == 1:
+            return frames[0]
+        return pl.concat(frames, how="diagonal_relaxed")
+
+    def shard_metadata(self, i: int) -> pl.LazyFrame:
+        """One shard's metadata, with global row ids."""
+        return self._shard_frame(i)
+
+    @cached_property
+    def columns(self) -> list[str]:
+        return self.metadata.collect_schema().names()
+
+    @cached_property
+    def canonical(self) -> dict[str, str]:
+        """Canonical name -> original column, over all shards."""
+        out: dict[str, str] = {}
+        for s in self.shards:
+            if s.schema is not None:
+                for k, v in canonical_mapping(s.schema.names, self._layout.prefer).items():
+                    out.setdefault(k, v)
+        return out
+
+    # -- embeddings ----------------------------------------------------------------------------
+    def _array(self, i: int, kind: str):
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+        arr = self.shards[i].image if kind == "image" else self.shards[i].text
+        if arr is None:
+            raise NoEmbeddingsError(self._no_embeddings(kind, i), self.path)
+        return arr
+
+    def _no_embeddings(self, kind: str, i: int | None = None) -> str:
+        if not self.has_embeddings and not self.has_text_embeddings:
+            return (
+                f"this {self.layout} collection has no embeddings (metadata only): compute them with "
+                "`workbench embed`, or open the embedding folders"
+            )
+        where = "" if i is None else f" (shard {self.shards[i].name})"
+        return f"this collection has no {kind} embeddings{where}"
+
+    def embeddings(self, shard: int, kind: str = "image") -> np.ndarray:
+        """One shard's stored embeddings, memory-mapped read-only (as stored: not normalised)."""
+        return self._array(shard, kind).open()
+
+    def iter_embeddings(
+        self,
+        kind: str = "image",
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        normalize: bool = True,
+        shards: list[int] | None = None,
+    ) -> Iterator[EmbeddingChunk]:
+        """Stream embeddings shard by shard in chunks of at most `chunk_rows` rows.
+
+        With ``normalize`` (the default) chunks are float32 unit rows; NaN/inf/zero-norm rows are
+        zeroed and marked in ``chunk.valid``. Otherwise chunks are views of the stored arrays.
+        """
+        if not (self.has_embeddings if kind == "image" else self.has_text_embeddings):
+            raise NoEmbeddingsError(self._no_embeddings(kind), self.path)
+        for i in range(len(self.shards)) if shards is None else shards:
+            arr = self.embeddings(i, kind)
+            for start in range(0, arr.shape[0], chunk_rows):
+                block = arr[start : start + chunk_rows]
+                if normalize:
+                    data, valid = normalize_rows(block)
+                    yield EmbeddingChunk(int(self.offsets[i]) + start, i, data, valid)
+                else:
+                    yield EmbeddingChunk(int(self.offsets[i]) + start, i, block, None)
+
+    def take_embeddings(self, rows, kind: str = "image", normalize: bool = True) -> np.ndarray:
+        """Embeddings of arbitrary global row ids, in the order given."""
+        rows = np.asarray(rows, dtype=np.int64)
+        shard = self.shard_of(rows)
+        dim = self.dim
+        out = np.empty((len(rows), dim), dtype=np.float32 if normalize else self._array(int(shard[0]) if len(rows) else 0, kind).dtype)
+        for i in np.unique(shard):
+            sel = np.nonzero(shard == i)[0]
+            local = rows[sel] - self.offsets[i]
+            order = np.argsort(local, kind="stable")
+            block = np.asarray(self.embeddings(int(i), kind)[local[order]])
+            if normalize:
+                block, _ = normalize_rows(block)
+            out[sel[order]] = block
+        return out
+
+    # -- identity ------------------------------------------------------------------------------
+    @cached_property
+    def fingerprint(self) -> str:
+        """A digest of the files' names, sizes, modification times, row counts and dims."""
+        h = hashlib.sha256()
+        h.update(f"{self.layout}|{self.model}".encode())
+        for s in self.shards:
+            for p in s.files:
+                st = p.stat()
+                h.update(f"|{p.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+            h.update(f"|{s.rows}".encode())
+        h.update(f"|{self.dim}".encode())
+        return h.hexdigest()[:32]
+
+    def identity(self) -> dict:
+        """What a manifest records about this collection as a source."""
+        manifest = self.path / "manifest.json" if self.path.is_dir() else None
+        ident = {
+            "path": str(self.path.resolve()),
+            "layout": self.layout,
+            "rows": len(self),
+            "shards": len(self.shards),
+            "dim": self.dim,
+            "model": self.model,
+            "fingerprint": self.fingerprint,
+        }
+        if manifest is not None and manifest.exists():
+            ident["manifest_sha256"] = hashlib.sha256(manifest.read_bytes()).hexdigest()
+        return ident
+
+    def info(self) -> dict:
+        """A JSON-ready description; reads headers only."""
+        numbers = [s.number for s in self.shards if s.number is not None]
+        return {
+            "path": str(self.path),
+            "layout": self.layout,
+            "rows": len(self),
+            "shards": len(self.shards),
+            "dim": self.dim,
+            "dtype": self.dtype,
+            "image_embeddings": self.has_embeddings,
+            "text_embeddings": self.has_text_embeddings,
+            "model": self.model,
+            "models": self._layout.models or None,
+            "images": self.images,
+            "shard_numbers": [min(numbers), max(numbers)] if numbers else None,
+            "columns": self.columns,
+            "canonical": self.canonical,
+            "manifest": (self.path / "manifest.json").exists() if self.path.is_dir() else False,
+        }
+
+
+def open_collection(path: str | Path, model: str | None = None) -> Collection:
+    """Open the collection at `path` (layout detected; headers checked; nothing else read).
+
+    `model` picks the embeddings of a DataComp pool (``"b32"`` or ``"l14"``; default l14 when present).
+    """
+    layout = detect(path, model=model)
+    if not layout.shards:
+        raise LayoutError("the collection has no shards", path)
+    return Collection(layout)
+
+
+def describe(info: dict) -> str:
+    """Human-readable lines for :meth:`Collection.info`."""
+    lines = [
+        f"path     {info['path']}",
+        f"layout   {info['layout']}" + (f" (model {info['model']} of {info['models']})" if info.get("models") else ""),
+        f"shards   {info['shards']}" + (f" (numbers {info['shard_numbers'][0]}..{info['shard_numbers'][1]})" if info.get("shard_numbers") else ""),
+        f"rows     {info['rows']:,}",
+    ]
+    if info["dim"] is None:
+        lines.append("dim      none: metadata only, no embeddings")
+    else:
+        kinds = [k for k, v in (("image", info["image_embeddings"]), ("text", info["text_embeddings"])) if v]
+        lines.append(f"dim      {info['dim']} ({info['dtype']}; {' + '.join(kinds)} embeddings)")
+    if info.get("images"):
+        lines.append(f"images   {info['images']}")
+    canon = info["canonical"]
+    cols = [c for c in info["columns"] if c != ROW]
+    lines.append("columns  " + ", ".join(cols))
+    if canon:
+        lines.append("canonical " + ", ".join(f"{k}<-{v}" if k != v else k for k, v in canon.items()))
+    return "\n".join(lines)
+
+
+def info_json(info: dict) -> str:
+    return json.dumps(info, sort_keys=False)

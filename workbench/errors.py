@@ -1,0 +1,39 @@
+"""One exception family per kind of failure; every message names the file (and row) at fault."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class WorkbenchError(Exception):
+    """Base of every error the workbench raises on purpose. The CLI prints its message, no traceback."""
+
+    def __init__(self, message: str, path: str | Path | None = None, row: int | None = None):
+        self.path = None if path is None else str(path)
+        self.row = row
+        self.reason = message
+        where = ""
+        if self.path is not None:
+            where = f"{self.path}: "
+        if row is not None:
+            where += f"row {row}: "
+        super().__init__(where + message)
+
+
+class LayoutError(WorkbenchError):
+    """The files on disk do not form a collection the workbench can read."""
+
+
+class ShardError(LayoutError):
+    """One shard file is broken: truncated, not .npy/.parquet, unsafe, or inconsistent with its siblings."""
+
+
+class NoEmbeddingsError(WorkbenchError):
+    """An operation needs embeddings, and the collection has none."""
+
+
+class WriteError(WorkbenchError):
+    """Writing a collection failed or was refused (e.g. into its own source)."""
+
+
+class ManifestError(WorkbenchError):
+    """A manifest is missing, malformed, or does not match the files beside it."""

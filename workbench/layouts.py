@@ -1,0 +1,267 @@
+"""Detecting the on-disk layouts of LAION-style collections and checking their headers.
+
+Four layouts (formats in REFERENCE.md §1), found automatically:
+
+- ``embeddings``: clip-retrieval / LAION folders ``img_emb/``, optional ``text_emb/``, ``metadata/``;
+  shards matched by number (unpadded, 4-digit or any padding), never by string order. Tars from
+  img2dataset beside them serve the images.
+- ``parquet``: metadata only (LAION-5B ``part-*.parquet``, or a single parquet file).
+- ``datacomp``: ``<name>.parquet`` + ``<name>.npz`` (``b32_img``, ``b32_txt``, ``l14_img``, ``l14_txt``).
+- ``webdataset``: img2dataset output, ``<shard>.tar`` + ``<shard>.parquet``; rows are the
+  successful downloads (the samples present in the tars), in parquet order.
+
+Only headers are read here (npy headers, parquet footers): nothing proportional to the data.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .errors import LayoutError, ShardError
+from .npyfile import NpyArray, npz_members, read_npy, read_npz_member
+from .schema import DATACOMP_SIMILARITY
+
+LAYOUTS = ("embeddings", "parquet", "datacomp", "webdataset")
+DATACOMP_MODELS = ("l14", "b32")  # default order: DataComp filters with ViT-L/14
+
+
+@dataclass(frozen=True)
+class ShardFiles:
+    """The files of one shard, and what their headers say."""
+
+    name: str  # the shard's name in file names, e.g. "7", "0007", "00000"
+    number: int | None
+    rows: int
+    metadata: Path | None = None
+    schema: pa.Schema | None = None  # the metadata file's arrow schema
+    image: NpyArray | None = None
+    text: NpyArray | None = None
+    tar: Path | None = None
+    success_only: bool = False  # img2dataset parquet: keep rows whose status is "success"
+
+    @property
+    def files(self) -> list[Path]:
+        out = [self.metadata, self.tar]
+        out += [a.path for a in (self.image, self.text) if a is not None]
+        return [p for p in out if p is not None]
+
+
+@dataclass
+class Layout:
+    kind: str
+    root: Path
+    shards: list[ShardFiles]
+    model: str | None = None  # DataComp: the model whose embeddings are used
+    models: list[str] = field(default_factory=list)
+    prefer: dict[str, str] = field(default_factory=dict)  # canonical spelling preferences
+    images: str | None = None  # "webdataset" when tars hold the images
+    image_dirs: list[Path] = field(default_factory=list)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _parquet_footer(path: Path) -> tuple[int, pa.Schema]:
+    try:
+        meta = pq.read_metadata(path)
+        return meta.num_rows, meta.schema.to_arrow_schema()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ShardError(f"not a readable parquet file ({str(exc).splitlines()[0]})", path) from None
+
+
+def _success_rows(path: Path, schema: pa.Schema) -> int:
+    if "status" not in schema.names:
+        return pq.read_metadata(path).num_rows
+    try:
+        status = pq.read_table(path, columns=["status"]).column("status")
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ShardError(f"cannot read the status column ({exc})", path) from None
+    return int(pc.sum(pc.equal(status, "success")).as_py() or 0)
+
+
+def _numbered(folder: Path, pattern: str) -> dict[int, Path]:
+    """Files of `folder` matching `pattern` (one group: the shard number), keyed by number."""
+    rx = re.compile(pattern)
+    found: dict[int, Path] = {}
+    for p in folder.iterdir():
+        m = rx.fullmatch(p.name)
+        if not m:
+            continue
+        n = int(m.group(1))
+        if n in found:
+            raise LayoutError(
+                f"two files for shard {n}: {found[n].name} and {p.name} (same number, different padding)", folder
+            )
+        found[n] = p
+    return found
+
+
+def _digits(stem: str) -> int | None:
+    m = re.search(r"\d+", stem)
+    return int(m.group()) if m else None
+
+
+def _order_by_number(paths: list[Path]) -> list[Path]:
+    """Sort by the first number in the name when every name has a distinct one, else by name."""
+    nums = [_digits(p.stem) for p in paths]
+    if None not in nums and len(set(nums)) == len(nums):
+        return [p for _, p in sorted(zip(nums, paths))]
+    return sorted(paths, key=lambda p: p.name)
+
+
+def _check_dims(shards: list[ShardFiles]) -> None:
+    first: NpyArray | None = None
+    for s in shards:
+        for arr in (s.image, s.text):
+            if arr is None:
+                continue
+            if first is None:
+                first = arr
+            elif arr.dim != first.dim:
+                raise ShardError(
+                    f"embedding dim {arr.dim} differs from {first.dim} in {first.where}: "
+                    "shards from different models cannot be mixed",
+                    arr.where,
+                )
+
+
+def _check_rows(name: str, counts: list[tuple[str, int]]) -> int:
+    values = {n for _, n in counts}
+    if len(values) > 1:
+        desc = ", ".join(f"{where} has {n} rows" for where, n in counts)
+        raise ShardError(f"row counts differ within shard {name}: {desc}", counts[0][0])
+    return counts[0][1]
+
+
+# -- the four layouts --------------------------------------------------------------------------
+def _embeddings(root: Path) -> Layout:
+    dirs = {k: root / k for k in ("img_emb", "text_emb", "metadata")}
+    found = {
+        "img_emb": _numbered(dirs["img_emb"], r"img_emb_(\d+)\.npy") if dirs["img_emb"].is_dir() else None,
+        "text_emb": _numbered(dirs["text_emb"], r"text_emb_(\d+)\.npy") if dirs["text_emb"].is_dir() else None,
+        "metadata": _numbered(dirs["metadata"], r"metadata_(\d+)\.parquet") if dirs["metadata"].is_dir() else None,
+    }
+    present = {k: v for k, v in found.items() if v}
+    if not present or not (present.get("img_emb") or present.get("text_emb")):
+        raise LayoutError("no embedding shards (img_emb/img_emb_<i>.npy or text_emb/text_emb_<i>.npy)", root)
+    numbers = sorted(set().union(*[set(v) for v in present.values()]))
+    for kind, files in present.items():
+        missing = [n for n in numbers if n not in files]
+        if missing:
+            other_kind = next(k for k, v in present.items() if missing[0] in v)
+            raise ShardError(
+                f"shard {missing[0]} has {other_kind}/{present[other_kind][missing[0]].name} but no file in {kind}/"
+                + (f" ({len(missing)} shards lack one)" if len(missing) > 1 else ""),
+                dirs[kind],
+            )
+    shards = []
+    for n in numbers:
+        img = read_npy(present["img_emb"][n]) if "img_emb" in present else None
+        txt = read_npy(present["text_emb"][n]) if "text_emb" in present else None
+        meta, schema, counts = None, None, []
+        if img is not None:
+            counts.append((str(img.path), img.rows))
+        if txt is not None:
+            counts.append((str(txt.path), txt.rows))
+        if "metadata" in present:
+            meta = present["metadata"][n]
+            rows, schema = _parquet_footer(meta)
+            counts.append((str(meta), rows))
+        rows = _check_rows(str(n), counts)
+        name = (img or txt).path.stem.split("_")[-1]
+        shards.append(ShardFiles(name, n, rows, meta, schema, img, txt))
+    _check_dims(shards)
+    layout = Layout("embeddings", root, shards)
+    tars = sorted(root.glob("*.tar"))
+    if tars:
+        layout.images, layout.image_dirs = "webdataset", [root]
+    return layout
+
+
+def _parquet(root: Path) -> Layout:
+    files = [root] if root.is_file() else _order_by_number([p for p in root.glob("*.parquet") if p.is_file()])
+    shards = []
+    for p in files:
+        rows, schema = _parquet_footer(p)
+        shards.append(ShardFiles(p.stem, _digits(p.stem), rows, p, schema))
+    return Layout("parquet", root, shards)
+
+
+def _datacomp(root: Path, model: str | None) -> Layout:
+    npzs = {p.stem: p for p in root.glob("*.npz")}
+    parquets = {p.stem: p for p in root.glob("*.parquet")}
+    for stem in sorted(set(parquets) ^ set(npzs)):
+        have = (parquets.get(stem) or npzs.get(stem))
+        want = f"{stem}.npz" if stem in parquets else f"{stem}.parquet"
+        raise ShardError(f"DataComp shard without its pair: {want} is missing", have)
+    stems = sorted(npzs)  # DataComp names shards by fixed-width hex or numbers
+    if all(s.isdigit() for s in stems):
+        stems.sort(key=int)
+    members = npz_members(npzs[stems[0]])
+    models = [m for m in ("b32", "l14") if f"{m}_img" in members or f"{m}_txt" in members]
+    if not models:
+        raise ShardError(f"no b32_img/l14_img arrays in the archive (it has {members})", npzs[stems[0]])
+    if model is None:
+        model = next(m for m in DATACOMP_MODELS if m in models)
+    elif model not in models:
+        raise LayoutError(f"model {model!r} not in this DataComp pool (it has {models})", root)
+    shards = []
+    for stem in stems:
+        names = npz_members(npzs[stem])
+        img = read_npz_member(npzs[stem], f"{model}_img") if f"{model}_img" in names else None
+        txt = read_npz_member(npzs[stem], f"{model}_txt") if f"{model}_txt" in names else None
+        if img is None and txt is None:
+            raise ShardError(f"archive has no {model}_img or {model}_txt array", npzs[stem])
+        rows, schema = _parquet_footer(parquets[stem])
+        counts = [(str(parquets[stem]), rows)] + [(a.where, a.rows) for a in (img, txt) if a is not None]
+        rows = _check_rows(stem, counts)
+        shards.append(ShardFiles(stem, int(stem) if stem.isdigit() else None, rows, parquets[stem], schema, img, txt))
+    _check_dims(shards)
+    return Layout("datacomp", root, shards, model=model, models=models, prefer={"similarity": DATACOMP_SIMILARITY[model]})
+
+
+def _webdataset(root: Path) -> Layout:
+    tars = _order_by_number(sorted(root.glob("*.tar")))
+    shards = []
+    for tar in tars:
+        pq_path = tar.with_suffix(".parquet")
+        if not pq_path.exists():
+            raise ShardError(f"img2dataset writes a parquet beside each tar; {pq_path.name} is missing", tar)
+        _, schema = _parquet_footer(pq_path)
+        rows = _success_rows(pq_path, schema)
+        shards.append(ShardFiles(tar.stem, _digits(tar.stem), rows, pq_path, schema, tar=tar, success_only=True))
+    return Layout("webdataset", root, shards, images="webdataset", image_dirs=[root])
+
+
+def detect(path: str | Path, model: str | None = None) -> Layout:
+    """Find the layout at `path` and check every shard's headers. Raises LayoutError/ShardError."""
+    root = Path(path)
+    if not root.exists():
+        raise LayoutError("no such file or folder", root)
+    if root.is_file():
+        if root.suffix == ".parquet":
+            return _parquet(root)
+        raise LayoutError("a collection is a folder (or a single .parquet file)", root)
+    if (root / "img_emb").is_dir() or (root / "text_emb").is_dir():
+        return _embeddings(root)
+    subs = [d for d in root.iterdir() if d.is_dir() and ((d / "img_emb").is_dir() or (d / "text_emb").is_dir())]
+    if subs and any(root.glob("*.tar")):
+        if len(subs) > 1:
+            raise LayoutError(f"several embedding folders beside the tars: {sorted(s.name for s in subs)}", root)
+        layout = _embeddings(subs[0])
+        layout.images, layout.image_dirs = "webdataset", [root]
+        return layout
+    if any(root.glob("*.npz")):
+        return _datacomp(root, model)
+    if any(root.glob("*.tar")):
+        return _webdataset(root)
+    if any(root.glob("*.parquet")):
+        return _parquet(root)
+    raise LayoutError(
+        "no collection found: expected img_emb/ (+ text_emb/, metadata/), *.parquet, *.tar + *.parquet, "
+        "or *.parquet + *.npz",
+        root,
+    )
