@@ -181,8 +181,10 @@ def _embeddings(root: Path) -> Layout:
     return layout
 
 
-def _parquet(root: Path) -> Layout:
-    files = [root] if root.is_file() else _order_by_number([p for p in root.glob("*.parquet") if p.is_file()])
+def _parquet(root: Path, folder: Path | None = None) -> Layout:
+    """Metadata only: a parquet file, a folder of them, or a written ``metadata/`` folder (`folder`)."""
+    where = folder or root
+    files = [root] if root.is_file() else _order_by_number([p for p in where.glob("*.parquet") if p.is_file()])
     shards = []
     for p in files:
         rows, schema = _parquet_footer(p)
@@ -260,6 +262,8 @@ def detect(path: str | Path, model: str | None = None) -> Layout:
         return _webdataset(root)
     if any(root.glob("*.parquet")):
         return _parquet(root)
+    if (root / "metadata").is_dir() and any((root / "metadata").glob("metadata_*.parquet")):
+        return _parquet(root, root / "metadata")  # what the writer makes of a metadata-only subset
     raise LayoutError(
         "no collection found: expected img_emb/ (+ text_emb/, metadata/), *.parquet, *.tar + *.parquet, "
         "or *.parquet + *.npz",

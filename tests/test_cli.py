@@ -1,0 +1,88 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import make_datacomp, make_embeddings, make_parquet_only, make_webdataset
+from workbench.cli import main
+
+
+def run(*args):
+    p = subprocess.run([sys.executable, "-m", "workbench", *map(str, args)], capture_output=True, text=True, timeout=120)
+    return p.returncode, p.stdout, p.stderr
+
+
+@pytest.mark.parametrize("maker,layout,rows,dim", [
+    (make_embeddings, "embeddings", 15, 16),
+    (make_parquet_only, "parquet", 10, None),
+    (make_datacomp, "datacomp", 10, 768),
+    (make_webdataset, "webdataset", 5, None),
+])
+def test_info_json_contract(tmp_path, capsys, maker, layout, rows, dim):
+    root = maker(tmp_path / "c")
+    assert main(["info", str(root), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["layout"] == layout and info["rows"] == rows and info["dim"] == dim
+    assert info["shards"] >= 1 and "row" in info["columns"] and "caption" in info["columns"]
+
+
+def test_info_human(emb_dir, capsys):
+    assert main(["info", str(emb_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "layout   embeddings" in out and "rows     15" in out and "caption<-TEXT" in out
+
+
+def test_bad_collection_one_line_no_traceback(tmp_path):
+    root = make_embeddings(tmp_path / "c")
+    p = root / "img_emb" / "img_emb_1.npy"
+    p.write_bytes(p.read_bytes()[:-10])
+    code, out, err = run("info", root, "--json")
+    assert code == 2 and out == ""
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "img_emb_1.npy" in err and "truncated" in err
+    code, _, err = run("info", tmp_path / "missing")
+    assert code == 2 and "no such file" in err and "Traceback" not in err
+
+
+def test_info_does_not_import_torch(emb_dir):
+    code = (
+        "import sys, json, io, contextlib\n"
+        "from workbench.cli import main\n"
+        f"assert main(['info', {str(emb_dir)!r}, '--json']) == 0\n"
+        "heavy = [m for m in ('torch', 'open_clip', 'faiss', 'umap', 'sklearn') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+
+
+def test_verify_exit_codes(tmp_path, emb_dir, capsys):
+    import workbench
+    from workbench.subset import write_subset
+
+    write_subset(workbench.open_collection(emb_dir), tmp_path / "out")
+    assert main(["verify", str(tmp_path / "out")]) == 0
+    assert "OK: 3 files checked" in capsys.readouterr().out
+    p = tmp_path / "out" / "metadata" / "metadata_0.parquet"
+    data = bytearray(p.read_bytes())
+    data[10] ^= 0xFF
+    p.write_bytes(bytes(data))
+    assert main(["verify", str(tmp_path / "out"), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and "metadata_0.parquet" in report["problems"][0]
+    assert main(["verify", str(emb_dir)]) == 2  # no manifest: an error, not a pass
+
+
+def test_validate_exit_codes(tmp_path, emb_dir, capsys):
+    assert main(["validate", str(emb_dir)]) == 0
+    root = make_embeddings(tmp_path / "bad", text=False)
+    arr = np.load(root / "img_emb" / "img_emb_0.npy")
+    arr[3] = np.nan
+    np.save(root / "img_emb" / "img_emb_0.npy", arr)
+    capsys.readouterr()
+    assert main(["validate", str(root), "--json"]) == 1
+    rep = json.loads(capsys.readouterr().out)["image"]
+    assert rep["bad_rows"] == 1 and rep["problems"][0]["row"] == 3
+    assert main(["validate", str(make_parquet_only(tmp_path / "p"))]) == 2

@@ -1,0 +1,76 @@
+"""Finding a row's image bytes: in img2dataset webdataset tars (by key), or in local files.
+
+Tar members are indexed once per tar (headers only) and read by offset; nothing is extracted.
+Remote URLs are never fetched here.
+"""
+from __future__ import annotations
+
+import tarfile
+from functools import lru_cache
+from pathlib import Path
+
+import polars as pl
+
+from .collection import Collection
+from .errors import WorkbenchError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jp2", ".pnm", ".pbm", ".pgm", ".ppm")
+
+
+@lru_cache(maxsize=64)
+def tar_index(path: str) -> dict[str, tuple[int, int]]:
+    """member name -> (data offset, size) for every regular file of a tar."""
+    index: dict[str, tuple[int, int]] = {}
+    try:
+        with tarfile.open(path, "r:") as tf:
+            for m in tf:
+                if m.isfile():
+                    index[m.name] = (m.offset_data, m.size)
+    except (tarfile.TarError, OSError) as exc:
+        raise WorkbenchError(f"unreadable tar ({exc})", path) from None
+    return index
+
+
+def read_tar_member(tar: str | Path, name: str) -> bytes | None:
+    entry = tar_index(str(tar)).get(name)
+    if entry is None:
+        return None
+    offset, size = entry
+    with open(tar, "rb") as f:
+        f.seek(offset)
+        return f.read(size)
+
+
+def _tar_for_key(collection: Collection, key: str) -> Path | None:
+    # img2dataset keys are the 5-digit shard id + the index inside it
+    for d in collection._layout.image_dirs:
+        for width in (len(key) - 4, 5):
+            if width > 0:
+                tar = d / f"{key[:width]}.tar"
+                if tar.exists():
+                    return tar
+    return None
+
+
+def image_bytes(collection: Collection, row: int) -> bytes | None:
+    """The encoded image of a row, or None when the collection holds no image for it."""
+    shard = int(collection.shard_of([row])[0])
+    meta = collection.shard_metadata(shard).filter(pl.col("row") == row)
+    cols = set(collection.shard_metadata(shard).collect_schema().names())
+    want = [c for c in ("key", "image_path") if c in cols]
+    if not want:
+        return None
+    rec = meta.select(want).collect().row(0, named=True)
+    key = rec.get("key") or (Path(rec["image_path"]).stem if rec.get("image_path") else None)
+    if collection.images == "webdataset" and key:
+        s = collection.shards[shard]
+        tar = s.tar if s.tar is not None else _tar_for_key(collection, key)
+        if tar is not None:
+            for ext in IMAGE_EXTENSIONS:
+                data = read_tar_member(tar, key + ext)
+                if data is not None:
+                    return data
+    path = rec.get("image_path")
+    if path and Path(path).suffix.lower() in IMAGE_EXTENSIONS and Path(path).is_file():
+        return Path(path).read_bytes()
+    return None
