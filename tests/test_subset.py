@@ -84,3 +84,19 @@ def test_out_of_range_rows(tmp_path):
     with pytest.raises(IndexError):
         write_subset(src, tmp_path / "o", [99])
     assert not (tmp_path / "o").exists()
+
+
+def test_model_identity_carried_to_subset(tmp_path):
+    dc = workbench.open_collection(make_datacomp(tmp_path / "dc"), model="b32")
+    m = write_subset(dc, tmp_path / "a", [0, 1])
+    assert m["model"] == {"name": "ViT-B-32", "source": "datacomp"}
+    again = workbench.open_collection(tmp_path / "a")
+    assert again.model_identity == m["model"]
+    m2 = write_subset(again, tmp_path / "b", [1])
+    assert m2["model"] == m["model"] and m2["source"]["manifest_sha256"]
+
+
+def test_empty_selection_gives_empty_manifest(tmp_path):
+    src = workbench.open_collection(make_embeddings(tmp_path / "src"))
+    m = write_subset(src, tmp_path / "none", [])
+    assert m["rows"] == 0 and m["files"] == [] and verify(tmp_path / "none").ok

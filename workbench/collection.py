@@ -95,7 +95,34 @@ class Collection:
 
     @property
     def model(self) -> str | None:
+        """DataComp: the model whose embeddings are read (b32 or l14)."""
         return self._layout.model
+
+    @cached_property
+    def manifest(self) -> dict | None:
+        """The manifest.json of a collection the workbench wrote, if any."""
+        p = self.path / "manifest.json"
+        if not (self.path.is_dir() and p.is_file()):
+            return None
+        try:
+            m = json.loads(p.read_text())
+        except (OSError, ValueError):
+            return None
+        return m if isinstance(m, dict) else None
+
+    @property
+    def model_identity(self) -> dict | None:
+        """What is known of the model behind the embeddings (from the manifest, or the DataComp choice)."""
+        if self.manifest and isinstance(self.manifest.get("model"), dict):
+            return self.manifest["model"]
+        if self.model:
+            return {"name": {"b32": "ViT-B-32", "l14": "ViT-L-14"}.get(self.model, self.model), "source": "datacomp"}
+        return None
+
+    @property
+    def image_dirs(self) -> list[Path]:
+        """Folders whose tars hold this collection's images."""
+        return list(self._layout.image_dirs)
 
     @property
     def images(self) -> str | None:
@@ -238,6 +265,7 @@ class Collection:
         """What a manifest records about this collection as a source."""
         manifest = self.path / "manifest.json" if self.path.is_dir() else None
         ident = {
+            "model_identity": self.model_identity,
             "path": str(self.path.resolve()),
             "layout": self.layout,
             "rows": len(self),
@@ -264,6 +292,7 @@ class Collection:
             "text_embeddings": self.has_text_embeddings,
             "model": self.model,
             "models": self._layout.models or None,
+            "model_identity": self.model_identity,
             "images": self.images,
             "shard_numbers": [min(numbers), max(numbers)] if numbers else None,
             "columns": self.columns,

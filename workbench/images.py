@@ -43,7 +43,7 @@ def read_tar_member(tar: str | Path, name: str) -> bytes | None:
 
 def _tar_for_key(collection: Collection, key: str) -> Path | None:
     # img2dataset keys are the 5-digit shard id + the index inside it
-    for d in collection._layout.image_dirs:
+    for d in collection.image_dirs:
         for width in (len(key) - 4, 5):
             if width > 0:
                 tar = d / f"{key[:width]}.tar"

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .collection import Collection
-from .errors import ShardError, WriteError
+from .errors import ShardError
 from .writer import ShardWriter
 
 CHUNK_ROWS = 65_536
@@ -67,6 +67,8 @@ def write_subset(
     has_img, has_txt = collection.has_embeddings, collection.has_text_embeddings
     has_meta = any(s.metadata is not None for s in collection.shards)
     params = {"selected_rows": int(len(selected)), **(parameters or {})}
+    if model is None:
+        model = collection.model_identity  # a subset keeps its source's model identity
     writer = ShardWriter(dst, rows_per_shard=rows_per_shard, padding=padding, source=collection,
                          parameters=params, model=model)
     with writer:
@@ -84,6 +86,4 @@ def write_subset(
                     text=None if txt is None else np.asarray(txt[part]),
                     metadata=None if table is None else table.take(pa.array(part)),
                 )
-    if writer.manifest is None:  # nothing selected: still a valid, empty output
-        raise WriteError("internal: writer produced no manifest", dst)
     return writer.manifest
