@@ -86,3 +86,17 @@ def test_validate_exit_codes(tmp_path, emb_dir, capsys):
     rep = json.loads(capsys.readouterr().out)["image"]
     assert rep["bad_rows"] == 1 and rep["problems"][0]["row"] == 3
     assert main(["validate", str(make_parquet_only(tmp_path / "p"))]) == 2
+
+
+def test_demo_command_builds_opens_and_summarises(tmp_path):
+    out = tmp_path / "world"
+    code, stdout, err = run("demo", "--out", out, "--rows", 3000, "--quiet")
+    assert code == 0, err
+    assert "SYNTHETIC" in stdout and "rows     3,000" in stdout and "layout   embeddings" in stdout
+    assert "synthetic similarity" in stdout and "synthetic punsafe" in stdout
+    assert main(["verify", str(out)]) == 0
+    # a second run reuses the world; a different size into the same folder is refused
+    code, stdout2, _ = run("demo", "--out", out, "--rows", 3000, "--quiet")
+    assert code == 0 and "rows     3,000" in stdout2
+    code, _, err = run("demo", "--out", out, "--rows", 4000, "--quiet")
+    assert code == 2 and str(out) in err and "Traceback" not in err
