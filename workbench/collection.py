@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from .errors import LayoutError, NoEmbeddingsError
+from .kernels import normalize_rows
 from .layouts import Layout, ShardFiles, detect
 from .schema import ROW, canonical_exprs, canonical_mapping
 
@@ -36,16 +37,6 @@ class EmbeddingChunk:
     @property
     def rows(self) -> np.ndarray:
         return np.arange(self.start, self.start + len(self.data), dtype=np.int64)
-
-
-def normalize_rows(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Float32 copy with unit rows; NaN/inf/zero-norm rows become zeros and are marked invalid."""
-    x = np.array(block, dtype=np.float32, copy=True)
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
-    valid = np.isfinite(norms) & (norms > 1e-12)
-    x[~valid] = 0.0
-    x[valid] /= norms[valid, None]
-    return x, valid
 
 
 class Collection:

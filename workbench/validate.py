@@ -9,12 +9,15 @@ when a collection is opened; this pass reads the data and finds:
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
-from .collection import DEFAULT_CHUNK_ROWS, Collection
+from .collection import Collection
+from .kernels import RowStats, row_stats
 
 UNIT_TOLERANCE = 1e-2  # fp16 storage moves norms by ~1e-3
 MODEL_COSINE = 0.5  # shard centroids of one model agree far above this; two models' sit near 0
@@ -72,62 +75,54 @@ class ValidationReport:
         return out
 
 
-def validate(collection: Collection, kind: str = "image", chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ValidationReport:
-    """Read every embedding once and report NaN/inf, zero-norm, non-unit rows and foreign shards."""
+def validate(collection: Collection, kind: str = "image", threads: int | None = None) -> ValidationReport:
+    """Read every embedding once and report NaN/inf, zero-norm, non-unit rows and foreign shards.
+
+    Shards are scanned in parallel on `threads` threads (default: the CPU count); the kernels
+    release the GIL.
+    """
+    threads = threads or os.cpu_count() or 1
+
+    def scan(i: int) -> RowStats:
+        return row_stats(collection.embeddings(i, kind))
+
+    n = len(collection.shards)
+    if threads > 1 and n > 1:
+        with ThreadPoolExecutor(min(threads, n)) as pool:
+            stats = list(pool.map(scan, range(n)))
+    else:
+        stats = [scan(i) for i in range(n)]
     checks: list[ShardCheck] = []
     bad: list[pl.DataFrame] = []
     ref: np.ndarray | None = None
-    for i, shard in enumerate(collection.shards):
-        arr = collection.embeddings(i, kind)
+    for i, st in enumerate(stats):
         where = collection._array(i, kind).where
-        total = np.zeros(arr.shape[1], dtype=np.float64)
-        nonfinite = zero = not_unit = 0
-        nmin, nmax = np.inf, -np.inf
-        for start in range(0, arr.shape[0], chunk_rows):
-            x = np.asarray(arr[start : start + chunk_rows], dtype=np.float32)
-            finite = np.isfinite(x).all(axis=1)
-            norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64)) if finite.all() else None
-            if norms is None:
-                norms = np.full(len(x), np.nan)
-                norms[finite] = np.sqrt(np.einsum("ij,ij->i", x[finite], x[finite], dtype=np.float64))
-            zero_mask = finite & (norms <= 1e-12)
-            good = finite & ~zero_mask
-            off = good & (np.abs(norms - 1.0) > UNIT_TOLERANCE)
-            nonfinite += int((~finite).sum())
-            zero += int(zero_mask.sum())
-            not_unit += int(off.sum())
-            if good.any():
-                nmin = min(nmin, float(norms[good].min()))
-                nmax = max(nmax, float(norms[good].max()))
-                total += (x[good] / norms[good, None]).sum(axis=0, dtype=np.float64)
-            for mask, problem in ((~finite, "NaN or inf values"), (zero_mask, "zero norm")):
-                if mask.any():
-                    local = np.nonzero(mask)[0] + start
-                    bad.append(
-                        pl.DataFrame(
-                            {
-                                "row": local + int(collection.offsets[i]),
-                                "shard": np.full(len(local), i),
-                                "file": [where] * len(local),
-                                "local_row": local,
-                                "problem": [problem] * len(local),
-                            }
-                        )
-                    )
-        count = max(arr.shape[0] - nonfinite - zero, 1)
-        centroid = total / count
+        norms, finite = st.norms, st.finite
+        zero_mask = finite & (norms <= 1e-12)
+        good = finite & ~zero_mask
+        nonfinite, zero = int((~finite).sum()), int(zero_mask.sum())
+        not_unit = int((good & (np.abs(norms - 1.0) > UNIT_TOLERANCE)).sum())
+        nmin = float(norms[good].min()) if good.any() else float("nan")
+        nmax = float(norms[good].max()) if good.any() else float("nan")
+        for mask, problem in ((~finite, "NaN or inf values"), (zero_mask, "zero norm")):
+            local = np.nonzero(mask)[0]
+            if len(local):
+                bad.append(pl.DataFrame({
+                    "row": local + int(collection.offsets[i]),
+                    "shard": np.full(len(local), i),
+                    "file": [where] * len(local),
+                    "local_row": local,
+                    "problem": [problem] * len(local),
+                }))
+        centroid = st.total / max(len(norms) - nonfinite - zero, 1)
         cnorm = float(np.linalg.norm(centroid))
         cos = None
         if cnorm >= MIN_CENTROID_NORM:
             if ref is None:
                 ref = centroid / cnorm
             cos = float(centroid @ ref / cnorm)
-        checks.append(
-            ShardCheck(i, where, arr.shape[0], nonfinite, zero, not_unit,
-                       float(nmin) if np.isfinite(nmin) else float("nan"),
-                       float(nmax) if np.isfinite(nmax) else float("nan"), cnorm, cos)
-        )
+        checks.append(ShardCheck(i, where, len(norms), nonfinite, zero, not_unit, nmin, nmax, cnorm, cos))
     schema = {"row": pl.Int64, "shard": pl.Int64, "file": pl.Utf8, "local_row": pl.Int64, "problem": pl.Utf8}
-    bad_rows = pl.concat(bad).cast(schema) if bad else pl.DataFrame(schema=schema)
+    bad_rows = pl.concat(bad).cast(schema).sort("row", "problem") if bad else pl.DataFrame(schema=schema)
     other = [c for c in checks if c.centroid_cosine is not None and c.centroid_cosine < MODEL_COSINE]
     return ValidationReport(kind, checks, bad_rows, other)
