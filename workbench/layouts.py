@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import LayoutError, ShardError
@@ -73,6 +72,8 @@ def _parquet_footer(path: Path) -> tuple[int, pa.Schema]:
 
 
 def _success_rows(path: Path, schema: pa.Schema) -> int:
+    import pyarrow.compute as pc  # only this layout needs it; keeps `workbench info` start-up light
+
     if "status" not in schema.names:
         return pq.read_metadata(path).num_rows
     try:
