@@ -100,3 +100,15 @@ def test_demo_command_builds_opens_and_summarises(tmp_path):
     assert code == 0 and "rows     3,000" in stdout2
     code, _, err = run("demo", "--out", out, "--rows", 4000, "--quiet")
     assert code == 2 and str(out) in err and "Traceback" not in err
+
+
+def test_pickled_shard_refused_by_info_without_running_code(tmp_path):
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    root = make_embeddings(tmp_path / "c")
+    np.save(root / "img_emb" / "img_emb_1.npy", np.array([Exploit()], dtype=object), allow_pickle=True)
+    code, out, err = run("info", root)
+    assert code == 2 and "img_emb_1.npy" in err and "pickle" in err and "Traceback" not in err
+    assert not (tmp_path / "pwned").exists()
