@@ -51,6 +51,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import LayoutError, WriteError
+from .layouts import numbered_files
 
 GENERATOR = "workbench.demo"
 GENERATOR_VERSION = 1
@@ -1194,12 +1195,10 @@ def _progress(total: int, on: bool):
 
 
 def _numbered(folder: Path, prefix: str, suffix: str) -> list[Path]:
-    found = []
-    for p in folder.glob(f"{prefix}*{suffix}"):
-        num = p.name[len(prefix):-len(suffix)]
-        if num.isdigit():
-            found.append((int(num), p))
-    return [p for _, p in sorted(found)]
+    if not folder.is_dir():
+        return []
+    found = numbered_files(folder, re.escape(prefix) + r"(\d+)" + re.escape(suffix))
+    return [found[k] for k in sorted(found)]
 
 
 def load_ground_truth(world: str | Path) -> pl.DataFrame:

@@ -83,7 +83,7 @@ def _success_rows(path: Path, schema: pa.Schema) -> int:
     return int(pc.sum(pc.equal(status, "success")).as_py() or 0)
 
 
-def _numbered(folder: Path, pattern: str) -> dict[int, Path]:
+def numbered_files(folder: Path, pattern: str) -> dict[int, Path]:
     """Files of `folder` matching `pattern` (one group: the shard number), keyed by number."""
     rx = re.compile(pattern)
     found: dict[int, Path] = {}
@@ -141,9 +141,9 @@ def _check_rows(name: str, counts: list[tuple[str, int]]) -> int:
 def _embeddings(root: Path) -> Layout:
     dirs = {k: root / k for k in ("img_emb", "text_emb", "metadata")}
     found = {
-        "img_emb": _numbered(dirs["img_emb"], r"img_emb_(\d+)\.npy") if dirs["img_emb"].is_dir() else None,
-        "text_emb": _numbered(dirs["text_emb"], r"text_emb_(\d+)\.npy") if dirs["text_emb"].is_dir() else None,
-        "metadata": _numbered(dirs["metadata"], r"metadata_(\d+)\.parquet") if dirs["metadata"].is_dir() else None,
+        "img_emb": numbered_files(dirs["img_emb"], r"img_emb_(\d+)\.npy") if dirs["img_emb"].is_dir() else None,
+        "text_emb": numbered_files(dirs["text_emb"], r"text_emb_(\d+)\.npy") if dirs["text_emb"].is_dir() else None,
+        "metadata": numbered_files(dirs["metadata"], r"metadata_(\d+)\.parquet") if dirs["metadata"].is_dir() else None,
     }
     present = {k: v for k, v in found.items() if v}
     if not present or not (present.get("img_emb") or present.get("text_emb")):
