@@ -33,63 +33,10 @@ def _numba():
     if os.environ.get("WORKBENCH_NO_NUMBA"):
         return None
     try:
-        import numba as nb
+        from . import kernels_numba as k
     except ImportError:
         return None
-
-    magic = np.float32(2.0**112)  # (h & 0x7fff) << 13 read as float32, times 2^112, is the fp16 value
-    opts = dict(nogil=True, cache=True, boundscheck=False, fastmath={"reassoc", "contract", "nsz", "arcp"})
-
-    @nb.njit(**opts)
-    def _unpack(u, i, bits):
-        bad = 0
-        for j in range(u.shape[1]):
-            h = np.uint32(u[i, j])
-            bits[j] = ((h & np.uint32(0x8000)) << np.uint32(16)) | ((h & np.uint32(0x7FFF)) << np.uint32(13))
-            bad += (h & np.uint32(0x7C00)) == np.uint32(0x7C00)  # exponent all ones: inf or NaN
-        return bad == 0
-
-    @nb.njit(**opts)
-    def stats_f16(u, total, norms, finite):
-        n, d = u.shape
-        bits = np.empty(d, np.uint32)
-        f = bits.view(np.float32)
-        for i in range(n):
-            ok = _unpack(u, i, bits)
-            ss = 0.0
-            for j in range(d):
-                v = np.float64(f[j] * magic)
-                ss += v * v
-            finite[i] = ok
-            norms[i] = np.sqrt(ss) if ok else np.nan
-            if ok and norms[i] > 1e-12:
-                inv = 1.0 / norms[i]
-                for j in range(d):
-                    total[j] += np.float64(f[j] * magic) * inv
-
-    @nb.njit(**opts)
-    def normalize_f16(u, out, valid):
-        n, d = u.shape
-        bits = np.empty(d, np.uint32)
-        f = bits.view(np.float32)
-        for i in range(n):
-            ok = _unpack(u, i, bits)
-            ss = 0.0
-            for j in range(d):
-                v = np.float64(f[j] * magic)
-                ss += v * v
-            nrm = np.sqrt(ss)
-            ok = ok and nrm > 1e-12
-            valid[i] = ok
-            if ok:
-                inv = 1.0 / nrm
-                for j in range(d):
-                    out[i, j] = np.float32(np.float64(f[j] * magic) * inv)
-            else:
-                for j in range(d):
-                    out[i, j] = 0.0
-
-    _kernels = (stats_f16, normalize_f16)
+    _kernels = (k.stats_f16, k.normalize_f16)
     return _kernels
 
 
@@ -126,7 +73,7 @@ def row_stats(arr: np.ndarray) -> RowStats:
     if k is not None and arr.dtype == np.float16 and arr.shape[0]:
         n, dim = arr.shape
         norms, finite, total = np.empty(n), np.empty(n, dtype=bool), np.zeros(dim)
-        k[0](np.ascontiguousarray(arr).view(np.uint16), total, norms, finite)
+        k[0](np.ascontiguousarray(arr).view(np.ndarray).view(np.uint16), total, norms, finite)
         return RowStats(norms, finite, total)
     return _stats_numpy(arr)
 
@@ -138,7 +85,7 @@ def normalize_rows(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     valid = np.empty(n, dtype=bool)
     k = _numba()
     if k is not None and block.dtype == np.float16 and n:
-        k[1](np.ascontiguousarray(block).view(np.uint16), out, valid)
+        k[1](np.ascontiguousarray(block).view(np.ndarray).view(np.uint16), out, valid)
         return out, valid
     buf = np.empty((min(SUB_ROWS, max(n, 1)), dim), dtype=np.float64)
     for s in range(0, n, SUB_ROWS):
