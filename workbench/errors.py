@@ -37,3 +37,7 @@ class WriteError(WorkbenchError):
 
 class ManifestError(WorkbenchError):
     """A manifest is missing, malformed, or does not match the files beside it."""
+
+
+class RecipeError(WorkbenchError):
+    """A recipe is malformed, names an unknown rule, or needs a column the data lacks."""
