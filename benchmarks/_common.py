@@ -288,3 +288,11 @@ def remove(path: Path) -> None:
         DATA_DIR.rmdir()  # only when empty
     except OSError:
         pass
+
+
+def finish(noise: "OtherLoad", results: dict, json_out: Path | None) -> None:
+    """Print the other-process load of the run and write the JSON results if asked."""
+    print("\n" + noise.line())
+    results["other_process_cores"] = noise.cores()
+    if json_out:
+        json_out.write_text(json.dumps(results, indent=2, default=str))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 from pathlib import Path
 
@@ -78,10 +77,7 @@ def main() -> int:
             "disk_bytes": app, "rows_found": rows_found,
         })
     finally:
-        print("\n" + noise.line())
-        results["other_process_cores"] = noise.cores()
-        if args.json_out:
-            args.json_out.write_text(json.dumps(results, indent=2, default=str))
+        C.finish(noise, results, args.json_out)
         if args.keep:
             print(f"\nkept {out}")
         else:

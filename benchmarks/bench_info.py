@@ -96,10 +96,7 @@ def main() -> None:
         if not args.skip_big:
             results["open"] = part2(big, args)
     finally:
-        print("\n" + noise.line())
-        results["other_process_cores"] = noise.cores()
-        if args.json_out:
-            args.json_out.write_text(json.dumps(results, indent=2, default=str))
+        C.finish(noise, results, args.json_out)
         if args.keep:
             print(f"\nkept: {', '.join(str(p) for p in made) or '(nothing new)'}")
         else:

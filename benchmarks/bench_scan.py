@@ -18,7 +18,6 @@ printed as GB/s of stored (fp16) bytes and as ratios to the baseline (target >= 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -66,10 +65,7 @@ def main() -> None:
     try:
         run(root, args, results)
     finally:
-        print("\n" + noise.line())
-        results["other_process_cores"] = noise.cores()
-        if args.json_out:
-            args.json_out.write_text(json.dumps(results, indent=2, default=str))
+        C.finish(noise, results, args.json_out)
         if made and not args.keep:
             C.remove(root)
             print(f"\nremoved {root}")

@@ -5,7 +5,6 @@ import io
 import json
 import os
 import tarfile
-import zipfile
 from pathlib import Path
 
 import mmh3

@@ -1,8 +1,6 @@
 import shutil
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from conftest import make_datacomp, make_embeddings, make_parquet_only, make_webdataset, unit_rows
