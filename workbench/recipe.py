@@ -104,10 +104,7 @@ def _keep_column(p) -> pl.Expr:
         conds.append(c.is_in(p["in"]))
     if "not_in" in p:
         conds.append(~c.is_in(p["not_in"]) & c.is_not_null())
-    out = conds[0]
-    for e in conds[1:]:
-        out = out & e
-    return out
+    return pl.all_horizontal(conds)
 
 
 def _name_column(p) -> str:
@@ -137,10 +134,7 @@ def _keep_caption_length(p) -> pl.Expr:
         conds.append(c.str.len_chars() <= p["max_chars"])
     if "min_words" in p:
         conds.append(c.str.extract_all(r"\S+").list.len() >= p["min_words"])
-    out = conds[0]
-    for e in conds[1:]:
-        out = out & e
-    return out
+    return pl.all_horizontal(conds)
 
 
 def _name_caption_length(p) -> str:
@@ -207,10 +201,7 @@ def _keep_size(p) -> pl.Expr:
         conds.append(h >= p["min_height"])
     if "max_aspect" in p:
         conds.append(pl.max_horizontal(w, h) / pl.min_horizontal(w, h) <= p["max_aspect"])
-    out = conds[0]
-    for e in conds[1:]:
-        out = out & e
-    return out
+    return pl.all_horizontal(conds)
 
 
 def _name_size(p) -> str:
