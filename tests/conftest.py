@@ -161,3 +161,21 @@ def emb_dir(tmp_path):
 def shared_data() -> Path:
     assert SHARED.is_dir(), f"shared data not found at {SHARED} (set WORKBENCH_SHARED)"
     return SHARED / "data"
+
+
+@pytest.fixture(scope="session")
+def demo_master(tmp_path_factory) -> Path:
+    """A small synthetic demo world (3 shards), built once per test session; copy it before writing."""
+    from workbench.demo import build_demo_world
+
+    return build_demo_world(tmp_path_factory.mktemp("demo") / "world", rows=6000, seed=1, rows_per_shard=2500)
+
+
+@pytest.fixture
+def demo_world(demo_master, tmp_path) -> Path:
+    """A private copy of the small demo world (score caches get written beside it)."""
+    import shutil
+
+    dst = tmp_path / "world"
+    shutil.copytree(demo_master, dst, ignore=shutil.ignore_patterns(".workbench"))
+    return dst

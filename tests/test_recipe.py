@@ -28,9 +28,9 @@ def recipe(*rules, name="t"):
 
 
 def test_first_reason_counts_and_overlaps():
-    r = recipe({"kind": "caption_length", "min_chars": 5},
-               {"kind": "column", "column": "similarity", "min": 0.28},
-               {"kind": "column", "column": "punsafe", "below": 0.5})
+    r = recipe({"caption_length": {"min_chars": 5}},
+               {"column": "similarity", "min": 0.28},
+               {"column": "punsafe", "below": 0.5})
     sel = evaluate(frame(), r)
     assert sel.kept_rows().tolist() == [0, 4]
     reasons = dict(zip(*sel.reasons().to_dict(as_series=False).values()))
@@ -41,61 +41,130 @@ def test_first_reason_counts_and_overlaps():
     assert c["removed_in_order"].to_list() == [3, 1, 2] and c["remaining"].to_list() == [5, 4, 2]
     assert sel.overlaps[0, 1] == 2 and sel.overlaps[1, 2] == 0 and sel.overlaps[0, 0] == 3
     assert sel.kept + sel.removed == 8 and sel.mask.sum() == 2
+    s = sel.summary(r)
+    assert (s["rows"], s["kept"], s["removed"]) == (8, 2, 6)
+    assert [x["removed_in_order"] for x in s["rules"]] == [3, 1, 2] and s["rules"][1]["kind"] == "column"
 
 
 def test_every_rule_kind():
     f = frame()
     cases = [
-        ({"kind": "column", "column": "similarity", "above": 0.3, "max": 0.35}, [0, 3, 7]),
-        ({"kind": "column", "column": "nsfw_tag", "in": ["UNLIKELY"]}, [0, 1, 2, 5, 7]),
-        ({"kind": "column", "column": "nsfw_tag", "not_in": ["NSFW"]}, [0, 1, 2, 4, 5, 7]),
-        ({"kind": "caption_length", "min_words": 4}, [0, 3, 5, 7]),
-        ({"kind": "caption_regex", "pattern": "<[^>]+>"}, [0, 1, 2, 3, 5, 7]),
-        ({"kind": "caption_regex", "pattern": "^a ", "action": "keep"}, [0, 5]),
-        ({"kind": "caption_keywords", "words": ["watermark", "stock photo"]}, [0, 1, 2, 4, 5, 7]),
-        ({"kind": "caption_keywords", "words": ["cat"], "action": "keep"}, [0]),  # whole words: not "scenic"
-        ({"kind": "image_size", "min_side": 200, "max_aspect": 3}, [0, 4, 6, 7]),
-        ({"kind": "dedup_exact"}, [0, 1, 3, 4, 5, 6, 7]),
-        ({"kind": "top_fraction", "column": "similarity", "fraction": 0.5}, [0, 3, 6, 7]),
-        ({"kind": "drop_rows", "rows": [0, 7]}, [1, 2, 3, 4, 5, 6]),
-        ({"kind": "keep_rows", "rows": [2, 3]}, [2, 3]),
+        ({"column": "similarity", "above": 0.3, "max": 0.35}, [0, 3, 7]),
+        ({"column": "similarity", "min": 0.35}, [0, 6]),  # inclusive
+        ({"column": "similarity", "max": 0.2}, [1, 2]),  # inclusive
+        ({"column": "nsfw_tag", "in": ["UNLIKELY"]}, [0, 1, 2, 5, 7]),
+        ({"column": "nsfw_tag", "not_in": ["NSFW"]}, [0, 1, 2, 4, 5, 7]),
+        ({"caption_length": {"min_words": 4}}, [0, 3, 5, 7]),
+        ({"caption_length": {"max_chars": 5}}, [1, 2]),
+        ({"caption_regex": "<[^>]+>"}, [0, 1, 2, 3, 5, 7]),
+        ({"caption_regex": "^a ", "action": "keep"}, [0, 5]),
+        ({"caption_keywords": ["watermark", "stock photo"]}, [0, 1, 2, 4, 5, 7]),
+        ({"caption_keywords": "cat", "action": "keep"}, [0]),  # whole words: not "scenic"
+        ({"image_size": {"min_side": 200, "max_aspect": 3}}, [0, 4, 6, 7]),
+        ({"dedup": "exact"}, [0, 1, 3, 4, 5, 6, 7]),
+        ({"dedup": "exact", "columns": ["caption"]}, [0, 1, 3, 4, 5, 6, 7]),
+        ({"top_fraction": 0.5, "by": "similarity"}, [0, 3, 6, 7]),
+        ({"drop_rows": [0, 7]}, [1, 2, 3, 4, 5, 6]),
+        ({"keep_rows": [2, 3]}, [2, 3]),
+        ({"language": "en"}, [0, 1, 2, 3, 7]),
     ]
+    f = f.with_columns(language=pl.Series(["en", "en", "en", "en", "de", None, "fr", "en"]))
     for rule, kept in cases:
         assert evaluate(f, recipe(rule)).kept_rows().tolist() == kept, rule
 
 
+def test_score_rules_name_their_columns_and_requests():
+    r = Rule.parse({"prompt": "a watermark", "max": 0.25})
+    (col,) = r.columns()
+    assert col.startswith("prompt_") and r.name == "prompt 'a watermark' <= 0.25"
+    assert r.score_requests() == [{"scorer": "prompt", "reduce": "max", "embeddings": "image",
+                                   "texts": ["a watermark"], "column": col}]
+    # the same prompt with other settings is another column; the same settings, the same column
+    assert Rule.parse({"prompt": "a watermark", "reduce": "mean", "max": 0.25}).columns() != {col}
+    assert Rule.parse({"prompt": ["a watermark"], "min": 0.1}).columns() == {col}
+    e = Rule.parse({"prompt_embedding": "w.npy", "min": 0.2})
+    assert e.kind == "prompt" and e.score_requests()[0]["files"] == ["w.npy"]
+    h = Rule.parse({"head": "aesthetic-v2-l14", "min": 5})
+    assert h.columns() == {"head_aesthetic-v2-l14"} and h.score_requests()[0]["head"] == "aesthetic-v2-l14"
+    assert Rule.parse({"head": "probes/my probe.safetensors", "min": 0.5}).columns() == {"head_my_probe"}
+    z = Rule.parse({"zero_shot": "laion400m-nsfw", "drop_tags": ["NSFW"]})
+    assert z.columns() == {"laion400m_tag", "laion400m_drop"}
+    d = Rule.parse({"dedup": "semantic", "threshold": 0.9})
+    assert d.columns() == {"semdup_image_0.9"} and d.score_requests()[0]["threshold"] == 0.9
+    assert Rule.parse({"dedup": "exact"}).score_requests() == []
+    # zero-shot and semantic dedup evaluate over their columns
+    f = pl.DataFrame({"row": [0, 1, 2, 3], "laion400m_tag": ["UNLIKELY", "NSFW", "UNSURE", None],
+                      "laion400m_drop": [False, False, True, False], "semdup_image_0.9": [0, 0, 2, 3]})
+    assert evaluate(f, recipe(z.to_dict())).kept_rows().tolist() == [0]
+    assert evaluate(f, recipe({"zero_shot": "laion400m-nsfw"})).kept_rows().tolist() == [0, 1]
+    assert evaluate(f, recipe(d.to_dict())).kept_rows().tolist() == [0, 2, 3]
+
+
 def test_round_trip_yaml_and_json(tmp_path):
-    r = recipe({"kind": "column", "column": "similarity", "min": 0.28, "name": "clip"},
-               {"kind": "caption_keywords", "words": ["watermark"]}, name="mine")
+    r = recipe({"column": "similarity", "min": 0.28, "name": "clip"},
+               {"caption_keywords": ["watermark"]}, {"top_fraction": 0.5, "by": "punsafe"}, name="mine")
     for ext in ("yaml", "json"):
         r.save(tmp_path / f"r.{ext}")
         back = Recipe.load(tmp_path / f"r.{ext}")
         assert back.to_dict() == r.to_dict() and back.rules[0].name == "clip"
         assert evaluate(frame(), back).kept_rows().tolist() == evaluate(frame(), r).kept_rows().tolist()
+    # the contract's own spelling, written by hand
+    (tmp_path / "hand.yaml").write_text("rules:\n  - {column: similarity, min: 0.3}\n  - {dedup: exact}\n"
+                                        "  - {top_fraction: 0.5, by: similarity}\n")
+    assert [x.kind for x in Recipe.load(tmp_path / "hand.yaml").rules] == ["column", "dedup", "top_fraction"]
+
+
+def test_saved_recipe_keeps_relative_files_valid(tmp_path):
+    (tmp_path / "a").mkdir()
+    np.save(tmp_path / "a" / "w.npy", np.ones(4, np.float32))
+    (tmp_path / "a" / "r.yaml").write_text("rules:\n  - {prompt_embedding: w.npy, max: 0.2}\n")
+    r = Recipe.load(tmp_path / "a" / "r.yaml")
+    (tmp_path / "b").mkdir()
+    r.save(tmp_path / "b" / "r.yaml")
+    back = Recipe.load(tmp_path / "b" / "r.yaml")
+    f = back.rules[0].params["prompt_embedding"]
+    assert (back.base / f).resolve() == (tmp_path / "a" / "w.npy").resolve()
 
 
 def test_bad_recipes_name_the_file_and_rule(tmp_path):
     p = tmp_path / "bad.yaml"
-    p.write_text("rules:\n  - {kind: column, column: similarity, mim: 0.3}\n")
-    with pytest.raises(RecipeError, match="rule 1: rule column: unknown setting\\(s\\) \\['mim'\\]") as e:
+    p.write_text("rules:\n  - {column: similarity, mim: 0.3}\n")
+    with pytest.raises(RecipeError, match="rule 1: column: unknown setting\\(s\\) \\['mim'\\]") as e:
         Recipe.load(p)
     assert str(p) in str(e.value)
-    p.write_text("rules:\n  - {kind: caption_length, min_chars: 5}\n  - {kind: sharpness}\n")
-    with pytest.raises(RecipeError, match="rule 2: unknown rule kind 'sharpness'"):
+    p.write_text("rules:\n  - {caption_length: {min_chars: 5}}\n  - {sharpness: 3}\n")
+    with pytest.raises(RecipeError, match="rule 2: a rule names its kind"):
         Recipe.load(p)
-    p.write_text("rules: [ {kind: column")
+    p.write_text("rules: [ {column: x")
     with pytest.raises(RecipeError, match="not valid YAML"):
         Recipe.load(p)
+    p.write_text("rules: {column: x}")
+    with pytest.raises(RecipeError, match="a `rules:` list"):
+        Recipe.load(p)
     with pytest.raises(RecipeError, match="two rules are named"):
-        recipe({"kind": "column", "column": "x", "min": 1}, {"kind": "column", "column": "x", "min": 1})
+        recipe({"column": "x", "min": 1}, {"column": "x", "min": 1})
     with pytest.raises(RecipeError, match="invalid pattern"):
-        Rule("caption_regex", {"pattern": "("})
-    with pytest.raises(RecipeError, match="fraction must be in"):
-        Rule("top_fraction", {"column": "s", "fraction": 1.5})
+        Rule.parse({"caption_regex": "("})
+    with pytest.raises(RecipeError, match="top_fraction must be in"):
+        Rule.parse({"top_fraction": 1.5, "by": "s"})
+    with pytest.raises(RecipeError, match="needs `by"):
+        Rule.parse({"top_fraction": 0.5})
     with pytest.raises(RecipeError, match="finite number"):
-        Rule("column", {"column": "s", "min": "0.3"})
+        Rule.parse({"column": "s", "min": "0.3"})
+    with pytest.raises(RecipeError, match="needs a threshold"):
+        Rule.parse({"prompt": "a cat"})
+    with pytest.raises(RecipeError, match="not both"):
+        Rule.parse({"prompt": "a cat", "prompt_embedding": "x.npy", "min": 0})
+    with pytest.raises(RecipeError, match="dedup: must be exact or semantic"):
+        Rule.parse({"dedup": "fuzzy"})
+    with pytest.raises(RecipeError, match="threshold must be in"):
+        Rule.parse({"dedup": "semantic", "threshold": 1.5})
+    with pytest.raises(RecipeError, match="unknown prompt set"):
+        Rule.parse({"zero_shot": "q99"})
+    with pytest.raises(RecipeError, match="has one kind"):
+        Rule.parse({"column": "s", "head": "nsfw-l14", "min": 1})
     with pytest.raises(RecipeError, match="needs column\\(s\\) \\['aesthetic'\\]"):
-        evaluate(frame(), recipe({"kind": "column", "column": "aesthetic", "min": 5}))
+        evaluate(frame(), recipe({"column": "aesthetic", "min": 5}))
 
 
 def test_histogram_ignores_nulls():
@@ -103,9 +172,19 @@ def test_histogram_ignores_nulls():
     assert counts.sum() == 7 and len(edges) == 65
 
 
-def test_presets_parse():
+def test_presets_match_the_reference():
     for name in PRESETS:
         assert preset(name).rules
+    d = {n: preset(n).to_dict()["rules"] for n in PRESETS}
+    assert {"column": "similarity", "min": 0.30} in d["laion400m"] and {"zero_shot": "laion400m-nsfw"} in d["laion400m"]
+    assert {"column": "similarity", "min": 0.28} in d["laion2b-en"]
+    for n in ("laion400m", "laion2b-en"):
+        assert d[n][:2] == [{"caption_length": {"min_chars": 5}}, {"dedup": "exact", "columns": ["url", "caption"]}]
+    assert d["laion-aesthetics"][:2] == [{"column": "punsafe", "below": 0.5}, {"column": "pwatermark", "below": 0.8}]
+    assert d["datacomp-basic"] == [{"language": ["en"]}, {"caption_length": {"min_words": 3, "min_chars": 6}},
+                                   {"image_size": {"min_side": 200, "max_aspect": 3}}]
+    assert d["datacomp-clip-score"] == [{"top_fraction": 0.30, "by": "similarity"}]
+    assert d["datacomp-clip-score-b32"] == [{"column": "similarity", "min": 0.25}]
     with pytest.raises(RecipeError, match="unknown preset"):
         preset("nope")
 
@@ -120,7 +199,8 @@ def test_presets_on_the_demo_world_against_ground_truth(world):
     truth = load_ground_truth(world)
     sel = apply(c, preset("laion400m"))
     counts = sel.counts()
-    assert counts["rule"].to_list() == ["caption >= 5 chars", "first of duplicate url + caption", "similarity>=0.3"]
+    assert counts["rule"].to_list() == ["caption >= 5 chars", "first of duplicate url + caption", "similarity>=0.3",
+                                        "LAION-400M NSFW: under-age/animal rule"]
     gone = sel.reasons()
     dedup = gone.filter(pl.col("reason") == "first of duplicate url + caption")["row"].to_numpy()
     exact = truth.filter(pl.col("exact_dup"))["row"].to_numpy()
@@ -138,11 +218,11 @@ def test_presets_on_the_demo_world_against_ground_truth(world):
 def test_score_columns_join_and_unsafe_precision(world):
     c = workbench.open_collection(world)
     truth = load_ground_truth(world)
-    sel = apply(c, recipe({"kind": "column", "column": "punsafe", "below": 0.5}))
+    sel = apply(c, recipe({"column": "punsafe", "below": 0.5}))
     removed = sel.reasons()["row"].to_numpy()
     unsafe = truth["is_unsafe"].to_numpy()
     assert unsafe[removed].mean() > 0.85 and unsafe[sel.kept_rows()].mean() < 0.01
     # a score column computed elsewhere joins on row
     scores = pl.DataFrame({"row": np.arange(len(c)), "my_score": (np.arange(len(c)) % 10).astype(float)})
-    sel = apply(c, recipe({"kind": "column", "column": "my_score", "min": 5}), scores=scores.lazy())
+    sel = apply(c, recipe({"column": "my_score", "min": 5}), scores=scores.lazy())
     assert sel.kept == len(c) // 2

@@ -82,6 +82,191 @@ def _cmd_demo(args) -> int:
     return EXIT_OK
 
 
+# -- scoring, recipes, neighbours ------------------------------------------------------------------
+DATACOMP_MODELS = ("b32", "l14")
+
+
+def _open(args):
+    from .collection import open_collection
+
+    model = getattr(args, "model", None)
+    return open_collection(args.path, model=model if model in DATACOMP_MODELS else None)
+
+
+def _encoder(args, collection):
+    """The text encoder named by --model/--pretrained (None: the collection's own, found when needed)."""
+    from .prompts import text_encoder
+
+    model = getattr(args, "model", None)
+    if model is None or model in DATACOMP_MODELS:
+        return None
+    return text_encoder(collection, model=model, pretrained=args.pretrained, device=args.device)
+
+
+def _load_recipe(spec: str):
+    from pathlib import Path
+
+    from .recipe import PRESETS, Recipe, preset
+
+    if spec in PRESETS and not Path(spec).exists():
+        return preset(spec)
+    if not Path(spec).exists():
+        raise WorkbenchError(f"no such recipe file, and not a preset (presets: {', '.join(PRESETS)})", spec)
+    return Recipe.load(spec)
+
+
+def _cmd_apply(args) -> int:
+    from .scoring import apply, needs_text_encoder
+
+    t0 = time.perf_counter()
+    recipe = _load_recipe(args.recipe)  # a bad recipe fails here, before anything is opened or computed
+    if not args.dry_run and not args.out:
+        raise WorkbenchError("give --out DST to write the selected rows, or --dry-run to count only")
+    c = _open(args)
+    enc = _encoder(args, c) if needs_text_encoder(recipe) else None
+    sel = apply(c, recipe, encoder=enc, cache=not args.no_cache, progress=args.progress, device=args.device)
+    out = {"recipe": recipe.name, "source": str(c.path), **sel.summary(recipe), "scores": sel.scores}
+    if args.reasons:
+        from pathlib import Path
+
+        tmp = Path(args.reasons + ".partial")
+        sel.reasons().write_parquet(tmp)
+        tmp.replace(args.reasons)
+        out["reasons"] = args.reasons
+    if not args.dry_run:
+        from .subset import write_subset
+
+        m = write_subset(c, args.out, rows=sel.mask, rows_per_shard=args.rows_per_shard,
+                         parameters={"recipe": recipe.to_dict(), "summary": sel.summary(recipe)})
+        out["out"] = args.out
+        out["written_rows"] = m.get("rows") if isinstance(m, dict) else sel.kept
+    out["seconds"] = round(time.perf_counter() - t0, 3)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{recipe.name}: {out['kept']:,} of {out['rows']:,} rows kept, {out['removed']:,} removed")
+        w = max([len(r["rule"]) for r in out["rules"]] + [4])
+        print(f"  {'rule':<{w}}  {'alone':>10}  {'in order':>10}  {'remaining':>10}")
+        for r in out["rules"]:
+            print(f"  {r['rule']:<{w}}  {r['removed_alone']:>10,}  {r['removed_in_order']:>10,}  {r['remaining']:>10,}")
+        if not args.dry_run:
+            print(f"wrote {out['kept']:,} rows to {args.out}")
+    return EXIT_OK
+
+
+def _cmd_score(args) -> int:
+    import polars as pl
+
+    from .scorers import HeadScorer, Laion400mScorer, LanguageScorer, PromptScorer, SafetyScorer, SimilarityScorer
+    from .scoring import compute
+
+    c = _open(args)
+    enc = None
+    if args.prompt or args.zero_shot:
+        enc = _encoder(args, c)
+    scorers = []
+    for i, text in enumerate(args.prompt or []):
+        scorers.append(PromptScorer(f"prompt_{i}", texts=[text], encoder=enc, device=args.device))
+    for i, f in enumerate(args.prompt_embedding or []):
+        scorers.append(PromptScorer(f"prompt_embedding_{i}", files=[f], device=args.device))
+    for h in args.head or []:
+        from pathlib import Path
+
+        scorers.append(HeadScorer("head_" + (Path(h).stem if Path(h).suffix else h), h))
+    for z in args.zero_shot or []:
+        scorers.append(Laion400mScorer(enc) if z == "laion400m-nsfw" else SafetyScorer(enc))
+    if args.language:
+        scorers.append(LanguageScorer())
+    if args.similarity:
+        scorers.append(SimilarityScorer("clip_similarity"))
+    if not scorers:
+        raise WorkbenchError("nothing to score: give --prompt, --prompt-embedding, --head, --zero-shot, --language or --similarity")
+    res = compute(c, scorers, cache=not args.no_cache, progress=args.progress)
+    df = res.collect()
+    stats = {}
+    for name, dtype in df.schema.items():
+        if name == "row":
+            continue
+        col = df[name]
+        st = {"nulls": int(col.null_count()), "cache": str(res.caches.get(name) or "")}
+        if dtype.is_numeric():
+            q = col.drop_nulls()
+            st.update({"mean": float(q.mean()) if len(q) else None,
+                       **{f"p{p}": (float(q.quantile(p / 100)) if len(q) else None) for p in (1, 50, 99)}})
+        else:
+            st["values"] = {str(k): int(v) for k, v in col.value_counts(sort=True).head(10).iter_rows()}
+        stats[name] = st
+    out = {"source": str(c.path), "rows": len(c), "columns": stats, "scores": res.report}
+    if args.out:
+        df.write_parquet(args.out)
+        out["out"] = args.out
+    print(json.dumps(out) if args.json else json.dumps(out, indent=2))
+    return EXIT_OK
+
+
+def _query(args, c):
+    import numpy as np
+
+    from .neighbors import row_query
+
+    given = [x for x in (args.row, args.text, args.image, args.embedding) if x is not None]
+    if len(given) != 1:
+        raise WorkbenchError("give exactly one of --row, --text, --image, --embedding")
+    if args.row is not None:
+        return row_query(c, args.row, args.kind), [args.row]
+    if args.embedding is not None:
+        from .prompts import load_prompt_embedding
+
+        return load_prompt_embedding(args.embedding, c.dim), None
+    if args.text is not None:
+        enc = _encoder(args, c)
+        if enc is None:
+            from .prompts import text_encoder
+
+            enc = text_encoder(c)
+        return enc.encode_text([args.text]), None
+    from .encoders import load_encoder, parse_model_spec
+
+    if not args.model or args.model in DATACOMP_MODELS:
+        raise WorkbenchError("--image needs the image tower of the collection's model: pass --model (and --pretrained)")
+    name, tag = (args.model, args.pretrained) if args.pretrained else parse_model_spec(args.model)
+    enc = load_encoder(name, tag, device=args.device)
+    return np.asarray(enc.encode_images([args.image])), None
+
+
+def _cmd_neighbors(args) -> int:
+    from .neighbors import search
+
+    c = _open(args)
+    q, exclude = _query(args, c)
+    index = {"auto": "auto", "exact": None}.get(args.index, args.index)
+    df = search(c, q, k=args.k, kind=args.kind, index=index, nprobe=args.nprobe, exclude_rows=exclude)
+    if args.json:
+        print(json.dumps({"source": str(c.path), "k": args.k, "results": df.to_dicts()}, default=str))
+    else:
+        for r in df.iter_rows(named=True):
+            cap = " ".join(str(r.get("caption") or "").split())[:90]
+            print(f"{r['rank']:>3}  row {r['row']:>10}  {r['score']:.4f}  {cap}")
+    return EXIT_OK
+
+
+def _cmd_index(args) -> int:
+    from .neighbors import build_index
+
+    c = _open(args)
+    info = build_index(c, args.out, kind=args.kind, memory_budget=args.memory_budget, factory=args.factory,
+                       progress=args.progress)
+    print(json.dumps(info) if args.json else f"wrote {args.out}: {json.dumps(info)}")
+    return EXIT_OK
+
+
+def _model_args(s) -> None:
+    s.add_argument("--model", help="text/image tower: an open_clip name[/tag], or an open_clip model-config JSON; "
+                                   "for DataComp pools, b32 or l14 picks the embeddings")
+    s.add_argument("--pretrained", help="pretrained tag, or a local checkpoint (.pt/.pth/.bin/.safetensors)")
+    s.add_argument("--device", default="auto", help="auto (cuda when present), cuda or cpu")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench", description="Curation workbench for LAION-scale image-text collections.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -111,6 +296,59 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rows-per-shard", type=int, default=None)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_demo)
+
+    s = sub.add_parser("apply", help="apply a recipe (a file or a preset) to a collection: counts, and the selected rows written out")
+    s.add_argument("recipe", help="recipe file (.yaml/.json) or preset name")
+    s.add_argument("path", help="the source collection")
+    s.add_argument("--dry-run", action="store_true", help="count only; write nothing but the score cache")
+    s.add_argument("--out", help="write the selected rows here (an empty or new folder)")
+    s.add_argument("--rows-per-shard", type=int, default=1_000_000)
+    s.add_argument("--reasons", help="write every removed row with its reason to this parquet file")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--no-cache", action="store_true", help="compute score columns without reading or writing the cache")
+    s.add_argument("--progress", action="store_true")
+    _model_args(s)
+    s.set_defaults(func=_cmd_apply)
+
+    s = sub.add_parser("score", help="compute score columns over all rows (cached beside the collection) and summarise them")
+    s.add_argument("path")
+    s.add_argument("--prompt", action="append", help="a text prompt (repeatable)")
+    s.add_argument("--prompt-embedding", action="append", help="a .npy prompt embedding (repeatable)")
+    s.add_argument("--head", action="append", help="a head name or file (repeatable)")
+    s.add_argument("--zero-shot", action="append", choices=["laion400m-nsfw", "safety"])
+    s.add_argument("--language", action="store_true", help="caption language (fastText lid.176)")
+    s.add_argument("--similarity", action="store_true", help="image-caption cosine from the embeddings")
+    s.add_argument("--out", help="also write the columns (with row) to this parquet file")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--no-cache", action="store_true")
+    s.add_argument("--progress", action="store_true")
+    _model_args(s)
+    s.set_defaults(func=_cmd_score)
+
+    s = sub.add_parser("neighbors", help="nearest neighbours of a row, a text, an image or an embedding: top-k with scores")
+    s.add_argument("path")
+    s.add_argument("--row", type=int, help="a global row id (more like this row; the row itself left out)")
+    s.add_argument("--text", help="a text (needs the text tower: the demo world's, or --model)")
+    s.add_argument("--image", help="an image file (needs --model)")
+    s.add_argument("--embedding", help="a .npy query vector")
+    s.add_argument("-k", type=int, default=10)
+    s.add_argument("--kind", choices=["image", "text"], default="image", help="search image or text embeddings")
+    s.add_argument("--index", default="auto", help="auto (exact when small, else a built or clip-retrieval index), exact, or an index file")
+    s.add_argument("--nprobe", type=int)
+    s.add_argument("--json", action="store_true")
+    _model_args(s)
+    s.set_defaults(func=_cmd_neighbors)
+
+    s = sub.add_parser("index", help="build a memory-mapped IVF-PQ faiss index of a collection's embeddings")
+    s.add_argument("path")
+    s.add_argument("--out", required=True, help="the index file to write")
+    s.add_argument("--kind", choices=["image", "text"], default="image")
+    s.add_argument("--memory-budget", default="2GB", help="size the index codes must fit in (e.g. 4GB)")
+    s.add_argument("--factory", help="a faiss index_factory string instead of the automatic choice")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--progress", action="store_true")
+    s.add_argument("--model", help="DataComp pools: b32 or l14")
+    s.set_defaults(func=_cmd_index)
     return p
 
 

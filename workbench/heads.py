@@ -211,10 +211,17 @@ def nsfw_detector(model: str = "l14", data_dir: str | Path | None = None,
     """
     if model not in _NSFW_FILES:
         raise ValueError(f"nsfw model must be one of {sorted(_NSFW_FILES)}, got {model!r}")
+    rel, dim = _NSFW_FILES[model]
+    return nsfw_detector_zip(Path(data_dir or default_heads_dir()) / rel, f"nsfw-{model}", categorical, dim)
+
+
+def nsfw_detector_zip(path: str | Path, name: str | None = None, categorical: str = "lookup",
+                      dim: int | None = None) -> Head:
+    """The NSFW detector read from any copy of its SavedModel zip (see :func:`nsfw_detector`)."""
     if categorical not in ("lookup", "oov"):
         raise ValueError("categorical must be 'lookup' or 'oov'")
-    rel, dim = _NSFW_FILES[model]
-    path = _need_file(Path(data_dir or default_heads_dir()) / rel)
+    path = _need_file(Path(path))
+    name = name or Path(path).stem
     bundle = read_bundle_from_zip(path)
     meta = read_zip_member(path, "keras_metadata.pb")
     layers = _keras_layers(meta, path)
@@ -231,6 +238,8 @@ def nsfw_detector(model: str = "l14", data_dir: str | Path | None = None,
             i += 1
     except BundleError as exc:
         raise HeadFileError(exc.reason, path) from None
+    if dim is None:
+        dim = int(mean.shape[0]) if mean.ndim == 1 else -1
     if mean.shape != (dim,) or not dense or dense[0][0].shape[0] != dim or dense[-1][0].shape[1] != 1:
         raise HeadFileError(f"unexpected NSFW detector layout (mean {mean.shape}, "
                             f"{[k.shape for k, _ in dense]})", path)
@@ -261,7 +270,7 @@ def nsfw_detector(model: str = "l14", data_dir: str | Path | None = None,
                 np.maximum(h, 0.0, out=h)
         return _sigmoid(h[:, 0])
 
-    return Head(f"nsfw-{model}", dim, fn, kind="probability", source=str(path),
+    return Head(name, dim, fn, kind="probability", source=str(path),
                 info={"categorical_columns": cat_cols, "categorical": categorical,
                       "layers": [k.shape for k, _ in dense],
                       "vocab_sizes": [len(v) for v in vocabs]})
@@ -483,3 +492,57 @@ def head(name: str, data_dir: str | Path | None = None) -> Head:
     if name not in HEADS:
         raise WorkbenchError(f"unknown head {name!r}; known: {', '.join(sorted(HEADS))}")
     return _build(name, str(Path(data_dir) if data_dir else default_heads_dir()))
+
+
+# ---------------------------------------------------------------- any head from a file
+
+def load_head(path: str | Path, data_dir: str | Path | None = None) -> Head:
+    """A head from a registered name or a file; call it on an ``(n, d)`` array to get ``n`` scores.
+
+    - a name from :data:`HEADS` (``nsfw-l14``, ``aesthetic-v2-l14``, ``q16-b32``, ...);
+    - ``.zip``: LAION's NSFW detector SavedModel (read without TensorFlow), p(unsafe);
+    - ``.pth`` / ``.pt`` / ``.bin``: a torch state dict of Linear layers applied in key order with no
+      activation between them (the aesthetic predictors' architecture), ``weights_only`` loading;
+    - ``.safetensors``: an MLP of Linear layers; its metadata may say ``{"activation": "relu"}``
+      (between layers) and ``{"output": "sigmoid"}`` (probes saved by :mod:`workbench.probe` do);
+    - ``.npy``: a ``(2, d)`` prompt pair scored like Q16, ``softmax(100 * cos(x, prompts))[:, 1]``.
+    """
+    s = str(path)
+    if s in HEADS:
+        return head(s, data_dir)
+    p = Path(path)
+    if not p.exists():
+        raise HeadFileError(f"no such head file, and not a known head name (known: {', '.join(sorted(HEADS))})", p)
+    suffix = p.suffix.lower()
+    if suffix == ".zip":
+        return nsfw_detector_zip(p)
+    if suffix in (".pth", ".pt", ".bin"):
+        chain = _linear_chain(_torch_state_dict(p), p)
+        return Head(p.stem, chain[0][0].shape[0], _mlp_fn(chain), source=str(p))
+    if suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(p), framework="numpy") as f:
+                meta = f.metadata() or {}
+        except Exception as exc:  # noqa: BLE001
+            raise HeadFileError(f"cannot read safetensors ({type(exc).__name__}: {exc})", p) from None
+        h = load_safetensors_mlp(p, relu=meta.get("activation") == "relu", sigmoid=meta.get("output") == "sigmoid")
+        if meta.get("output") == "sigmoid":
+            h.kind = "probability"
+        return h
+    if suffix == ".npy":
+        prompts = _load_prompts(p)
+        prompts = prompts / np.linalg.norm(prompts, axis=1, keepdims=True)
+
+        def fn(x: np.ndarray) -> np.ndarray:
+            x = np.asarray(x, np.float32)
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+            z = 100.0 * (x @ prompts.T)
+            z = z - z.max(axis=1, keepdims=True)
+            e = np.exp(z)
+            return e[:, 1] / e.sum(axis=1)
+
+        return Head(p.stem, prompts.shape[1], fn, kind="probability", source=str(p))
+    raise HeadFileError("unknown head format: give a .zip (NSFW SavedModel), .pth/.pt, .safetensors or "
+                        "(2, d) .npy file, or a head name", p)

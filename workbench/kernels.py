@@ -36,7 +36,7 @@ def _numba():
         from . import kernels_numba as k
     except ImportError:
         return None
-    _kernels = (k.stats_f16, k.normalize_f16)
+    _kernels = (k.stats_f16, k.normalize_f16, k.live_counts)
     return _kernels
 
 
@@ -101,3 +101,30 @@ def normalize_rows(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         np.multiply(x, inv[:, None], out=out[s : s + len(x)])
         valid[s : s + len(x)] = ok
     return out, valid
+
+
+def live_counts(fail: np.ndarray, bins: np.ndarray | None = None, skip: int = -1, n_bins: int = 64):
+    """Per-rule counts in one pass over ``fail`` (k, n) bool: (removed alone, removed in order,
+    histogram of all rows, histogram of the rows that no rule other than `skip` removes).
+    ``bins`` holds each row's histogram bin (uint8; 255 = no value)."""
+    k, n = fail.shape
+    alone, seq = np.zeros(k, np.int64), np.zeros(k, np.int64)
+    h_all, h_kept = np.zeros(n_bins, np.int64), np.zeros(n_bins, np.int64)
+    if bins is None:
+        bins = np.full(n, 255, np.uint8)
+    kern = _numba()
+    if kern is not None and n:
+        kern[2](fail.view(np.uint8), bins, skip, alone, seq, h_all, h_kept)
+        return alone, seq, h_all, h_kept
+    alive = np.ones(n, bool)
+    others = np.zeros(n, bool)
+    for i in range(k):
+        alone[i] = np.count_nonzero(fail[i])
+        seq[i] = np.count_nonzero(fail[i] & alive)
+        alive &= ~fail[i]
+        if i != skip:
+            others |= fail[i]
+    ok = bins < n_bins
+    h_all[:] = np.bincount(bins[ok], minlength=n_bins)[:n_bins]
+    h_kept[:] = np.bincount(bins[ok & ~others], minlength=n_bins)[:n_bins]
+    return alone, seq, h_all, h_kept

@@ -55,3 +55,28 @@ def normalize_f16(u, out, valid):
         else:
             for j in range(d):
                 out[i, j] = 0.0
+
+
+@nb.njit(**_OPTS)
+def live_counts(fail, bins, skip, alone, seq, hist_all, hist_kept):
+    """One pass over per-rule fail flags (k, n): rows each rule removes alone and in order, and the
+    histogram (bin index per row, 255 = no value) of all rows and of rows no rule but `skip` removes."""
+    k, n = fail.shape
+    nb_ = hist_all.shape[0]
+    for r in range(n):
+        first = -1
+        others = False
+        for i in range(k):
+            if fail[i, r]:
+                alone[i] += 1
+                if first < 0:
+                    first = i
+                if i != skip:
+                    others = True
+        if first >= 0:
+            seq[first] += 1
+        b = bins[r]
+        if b < nb_:
+            hist_all[b] += 1
+            if not others:
+                hist_kept[b] += 1

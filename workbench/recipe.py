@@ -1,27 +1,41 @@
 """Recipes: declarative rules over metadata and score columns, compiled to polars expressions.
 
-A recipe is a list of rules. Each rule keeps or removes rows by one criterion and has a stable,
-unique name. Applying a recipe gives a :class:`Selection` with the *first* rule that removed each
-row (its reason), counts per rule (alone, and after the rules before it) and pairwise overlaps.
+A recipe is a list of rules. The key a rule starts with names its kind; each rule keeps or removes
+rows by one criterion and has a stable, unique name (generated, or given with ``name:``). Applying a
+recipe gives a :class:`Selection` with the *first* rule that removed each row (its reason), counts
+per rule (alone, and after the rules before it) and pairwise overlaps.
 
 Recipe files are YAML or JSON::
 
     name: my-subset
     rules:
-      - {kind: caption_length, min_chars: 5}
-      - {kind: dedup_exact}                          # first (url, caption) in row order is kept
-      - {kind: column, column: similarity, min: 0.28}
-      - {kind: column, column: punsafe, below: 0.5}
-      - {kind: caption_keywords, words: [watermark, "stock photo"]}
-      - {kind: drop_rows, rows: [12, 97]}
+      - {caption_length: {min_chars: 5}}
+      - {dedup: exact}                                   # first (url, caption) in row order is kept
+      - {column: similarity, min: 0.28}
+      - {column: punsafe, below: 0.5}
+      - {prompt: "a watermark", max: 0.25}              # cosine of the image embedding with the prompt
+      - {prompt_embedding: watermark.npy, max: 0.25}     # the same with a stored (d,) vector
+      - {head: aesthetic-v2-l14, min: 5}                 # a detector head (name or file)
+      - {zero_shot: laion400m-nsfw, drop_tags: [NSFW]}  # LAION-400M's 35-prompt rule
+      - {dedup: semantic, threshold: 0.94}               # one row kept per near-duplicate component
+      - {top_fraction: 0.3, by: similarity}
+      - {caption_keywords: [watermark, "stock photo"]}
+      - {drop_rows: [12, 97]}
 
-A missing value (null) fails every rule: a row without a similarity is not kept by a
-similarity rule, nor a row without a caption by a caption rule. Thresholds: ``min`` (>=), ``max`` (<=), ``above`` (>), ``below`` (<).
+A missing value (null) fails every rule: a row without a similarity is not kept by a similarity
+rule, nor a row without a caption by a caption rule, nor a row whose embedding is NaN by a prompt
+rule. Thresholds: ``min`` (>=), ``max`` (<=), ``above`` (>), ``below`` (<).
+
+Rules that need scores (prompt, head, zero_shot, semantic dedup, language, and ``similarity`` where
+the metadata lacks it) name a *score request*; :mod:`workbench.scoring` computes those columns
+(cached beside the collection) before the rules are evaluated. This module never imports torch.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +47,8 @@ from .errors import RecipeError
 from .schema import ROW
 
 _BOUNDS = {"min": ">=", "max": "<=", "above": ">", "below": "<"}
-
-
-def _num(v, key, where):
+# -- rules ------------------------------------------------------------------------------------------
+def _num(v, key, where=None):
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise RecipeError(f"{key} must be a finite number, got {v!r}", where)
     return float(v)
@@ -45,61 +58,48 @@ def _fmt(v: float) -> str:
     return f"{v:g}"
 
 
-# -- rules ------------------------------------------------------------------------------------------
-@dataclass
-class Rule:
-    """One rule. ``kind`` picks the criterion; ``params`` are its settings as written in the recipe."""
-
-    kind: str
-    params: dict
-    name: str = ""
-
-    def __post_init__(self):
-        spec = RULES.get(self.kind)
-        if spec is None:
-            raise RecipeError(f"unknown rule kind {self.kind!r} (known: {', '.join(sorted(RULES))})")
-        allowed = set(spec["params"]) | {"name"}
-        unknown = set(self.params) - allowed
-        if unknown:
-            raise RecipeError(f"rule {self.kind}: unknown setting(s) {sorted(unknown)} (allowed: {sorted(allowed - {'name'})})")
-        spec["check"](self.params)
-        if not self.name:
-            self.name = spec["name"](self.params)
-
-    def columns(self) -> set[str]:
-        return set(RULES[self.kind]["columns"](self.params))
-
-    def keep(self) -> pl.Expr:
-        """True where the row passes this rule (nulls count as failing)."""
-        return RULES[self.kind]["keep"](self.params).fill_null(False)
-
-    def to_dict(self) -> dict:
-        d = {"kind": self.kind, **self.params}
-        if self.name != RULES[self.kind]["name"](self.params):
-            d["name"] = self.name
-        return d
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def _check_column(p):
-    if not isinstance(p.get("column"), str):
-        raise RecipeError("rule column: needs `column: NAME`")
+def _check_bounds(p, what: str, required: bool = True, extra: tuple = ()):
     bounds = [k for k in _BOUNDS if k in p]
-    if not bounds and "in" not in p and "not_in" not in p:
-        raise RecipeError(f"rule column {p['column']}: needs one of min, max, above, below, in, not_in")
+    if required and not bounds and not any(k in p for k in extra):
+        raise RecipeError(f"{what}: needs a threshold: one of {', '.join(list(_BOUNDS) + list(extra))}")
     for k in bounds:
-        _num(p[k], k, None)
+        _num(p[k], f"{what}: {k}")
+
+
+def _bounded(c: pl.Expr, p) -> list[pl.Expr]:
+    ops = {"min": lambda v: c >= v, "max": lambda v: c <= v, "above": lambda v: c > v, "below": lambda v: c < v}
+    return [ops[k](float(p[k])) for k in _BOUNDS if k in p]
+
+
+def _bounds_name(label: str, p, sep: str = "") -> str:
+    return " & ".join(f"{label}{sep}{op}{sep}{_fmt(float(p[k]))}" for k, op in _BOUNDS.items() if k in p)
+
+
+def _strings(v, what: str) -> list[str]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not v or not all(isinstance(t, str) and t.strip() for t in v):
+        raise RecipeError(f"{what} must be a non-empty string or a list of them")
+    return v
+
+
+# column ------------------------------------------------------------------------------------------
+def _check_column(p):
+    if not isinstance(p["column"], str) or not p["column"]:
+        raise RecipeError("`column:` needs a column name")
+    _check_bounds(p, f"column {p['column']}", extra=("in", "not_in"))
     for k in ("in", "not_in"):
         if k in p and not isinstance(p[k], list):
-            raise RecipeError(f"rule column {p['column']}: `{k}` must be a list")
+            raise RecipeError(f"column {p['column']}: `{k}` must be a list")
 
 
 def _keep_column(p) -> pl.Expr:
     c = pl.col(p["column"])
-    conds = []
-    for k, op in _BOUNDS.items():
-        if k in p:
-            v = float(p[k])
-            conds.append({">=": c >= v, "<=": c <= v, ">": c > v, "<": c < v}[op])
+    conds = _bounded(c, p)
     if "in" in p:
         conds.append(c.is_in(p["in"]))
     if "not_in" in p:
@@ -108,7 +108,7 @@ def _keep_column(p) -> pl.Expr:
 
 
 def _name_column(p) -> str:
-    parts = [f"{p['column']}{op}{_fmt(float(p[k]))}" for k, op in _BOUNDS.items() if k in p]
+    parts = [_bounds_name(p["column"], p)] if any(k in p for k in _BOUNDS) else []
     if "in" in p:
         parts.append(f"{p['column']} in {p['in']}")
     if "not_in" in p:
@@ -116,51 +116,147 @@ def _name_column(p) -> str:
     return " & ".join(parts)
 
 
+# prompt ------------------------------------------------------------------------------------------
+def _check_prompt(p):
+    if "prompt" in p and "prompt_embedding" in p:
+        raise RecipeError("a prompt rule takes `prompt:` (text) or `prompt_embedding:` (a .npy file), not both")
+    if "prompt" in p:
+        _strings(p["prompt"], "prompt")
+    else:
+        _strings(p["prompt_embedding"], "prompt_embedding")
+    if "negatives" in p:
+        _strings(p["negatives"], "negatives")
+    if p.get("reduce", "max") not in ("max", "mean"):
+        raise RecipeError(f"prompt: reduce must be max or mean, got {p['reduce']!r}")
+    if p.get("embeddings", "image") not in ("image", "text"):
+        raise RecipeError(f"prompt: embeddings must be image or text, got {p['embeddings']!r}")
+    _check_bounds(p, "prompt")
+
+
+def _prompt_request(p) -> dict:
+    req = {"scorer": "prompt", "reduce": p.get("reduce", "max"), "embeddings": p.get("embeddings", "image")}
+    if "prompt" in p:
+        req["texts"] = _strings(p["prompt"], "prompt")
+    else:
+        req["files"] = _strings(p["prompt_embedding"], "prompt_embedding")
+    if "negatives" in p:
+        req["negatives"] = _strings(p["negatives"], "negatives")
+    return req
+
+
+def _prompt_column(p) -> str:
+    return "prompt_" + _digest(_prompt_request(p))
+
+
+def _name_prompt(p) -> str:
+    v = p.get("prompt", p.get("prompt_embedding"))
+    v = v if isinstance(v, list) else [v]
+    label = ", ".join(repr(t) for t in v[:2]) + (f" +{len(v) - 2}" if len(v) > 2 else "")
+    label = label if "prompt" in p else "embedding " + label
+    if "negatives" in p:
+        label += " - " + ", ".join(repr(t) for t in _strings(p["negatives"], "negatives")[:2])
+    return _bounds_name(f"prompt {label}", p, " ")
+
+
+# head --------------------------------------------------------------------------------------------
+def _check_head(p):
+    if not isinstance(p["head"], str) or not p["head"]:
+        raise RecipeError("`head:` needs a head name (e.g. nsfw-l14) or a head file")
+    _check_bounds(p, f"head {p['head']}")
+
+
+def _head_column(p) -> str:
+    h = p["head"]
+    stem = Path(h).stem if ("/" in h or "." in h) else h
+    return "head_" + re.sub(r"[^0-9A-Za-z_+-]+", "_", stem)
+
+
+# zero-shot prompt sets ---------------------------------------------------------------------------
+ZERO_SHOT = {
+    "laion400m-nsfw": {"columns": ["laion400m_tag", "laion400m_drop"]},
+    "safety": {"columns": ["safety_margin", "safety_concept"]},
+}
+_TAGS = ("UNLIKELY", "UNSURE", "NSFW")
+
+
+def _check_zero_shot(p):
+    if p["zero_shot"] not in ZERO_SHOT:
+        raise RecipeError(f"zero_shot: unknown prompt set {p['zero_shot']!r} (known: {', '.join(ZERO_SHOT)})")
+    if p["zero_shot"] == "laion400m-nsfw":
+        tags = p.get("drop_tags", [])
+        if not isinstance(tags, list) or not set(tags) <= set(_TAGS):
+            raise RecipeError(f"zero_shot laion400m-nsfw: drop_tags must be a list of {', '.join(_TAGS)}")
+        bad = set(p) - {"zero_shot", "drop_tags", "keep_flagged"}
+    else:
+        bad = set(p) - {"zero_shot", "margin"}
+        if "margin" in p:
+            _num(p["margin"], "zero_shot safety: margin")
+    if bad:
+        raise RecipeError(f"zero_shot {p['zero_shot']}: unknown setting(s) {sorted(bad)}")
+
+
+def _keep_zero_shot(p) -> pl.Expr:
+    if p["zero_shot"] == "laion400m-nsfw":
+        keep = ~pl.col("laion400m_tag").is_in(p.get("drop_tags", [])) & pl.col("laion400m_tag").is_not_null()
+        if not p.get("keep_flagged", False):
+            keep = keep & ~pl.col("laion400m_drop")
+        return keep
+    return pl.col("safety_margin") <= float(p.get("margin", 0.0))
+
+
+def _name_zero_shot(p) -> str:
+    if p["zero_shot"] == "laion400m-nsfw":
+        tags = p.get("drop_tags", [])
+        what = "under-age/animal rule" if not p.get("keep_flagged") else ""
+        if tags:
+            what += (" + " if what else "") + "tags " + "/".join(tags)
+        return f"LAION-400M NSFW: {what or 'nothing dropped'}"
+    return f"safety concepts margin<={_fmt(float(p.get('margin', 0.0)))}"
+
+
+# captions, sizes, language -----------------------------------------------------------------------
+_LENGTH_KEYS = ("min_chars", "max_chars", "min_words", "max_words")
+
+
 def _check_caption_length(p):
-    keys = [k for k in ("min_chars", "max_chars", "min_words") if k in p]
-    if not keys:
-        raise RecipeError("rule caption_length: needs min_chars, max_chars or min_words")
-    for k in keys:
-        if not isinstance(p[k], int) or isinstance(p[k], bool) or p[k] < 0:
-            raise RecipeError(f"rule caption_length: {k} must be a non-negative integer, got {p[k]!r}")
+    spec = p["caption_length"]
+    if not isinstance(spec, dict) or not spec or set(spec) - set(_LENGTH_KEYS):
+        raise RecipeError(f"caption_length: give a mapping of {', '.join(_LENGTH_KEYS)}, e.g. {{min_chars: 5}}")
+    for k, v in spec.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise RecipeError(f"caption_length: {k} must be a non-negative integer, got {v!r}")
 
 
 def _keep_caption_length(p) -> pl.Expr:
     c = pl.col(p.get("column", "caption"))
-    conds = []
-    if "min_chars" in p:
-        conds.append(c.str.len_chars() >= p["min_chars"])
-    if "max_chars" in p:
-        conds.append(c.str.len_chars() <= p["max_chars"])
-    if "min_words" in p:
-        conds.append(c.str.extract_all(r"\S+").list.len() >= p["min_words"])
-    return pl.all_horizontal(conds)
+    spec = p["caption_length"]
+    words = c.str.extract_all(r"\S+").list.len()
+    ops = {"min_chars": c.str.len_chars() >= spec.get("min_chars", 0),
+           "max_chars": c.str.len_chars() <= spec.get("max_chars", 0),
+           "min_words": words >= spec.get("min_words", 0), "max_words": words <= spec.get("max_words", 0)}
+    return pl.all_horizontal([ops[k] for k in _LENGTH_KEYS if k in spec])
 
 
 def _name_caption_length(p) -> str:
-    parts = []
-    if "min_chars" in p:
-        parts.append(f"caption >= {p['min_chars']} chars")
-    if "max_chars" in p:
-        parts.append(f"caption <= {p['max_chars']} chars")
-    if "min_words" in p:
-        parts.append(f"caption >= {p['min_words']} words")
-    return " & ".join(parts)
+    spec = p["caption_length"]
+    names = {"min_chars": "caption >= {} chars", "max_chars": "caption <= {} chars",
+             "min_words": "caption >= {} words", "max_words": "caption <= {} words"}
+    return " & ".join(names[k].format(spec[k]) for k in _LENGTH_KEYS if k in spec)
 
 
 def _check_action(p, kind):
     if p.get("action", "drop") not in ("drop", "keep"):
-        raise RecipeError(f"rule {kind}: action must be drop or keep, got {p['action']!r}")
+        raise RecipeError(f"{kind}: action must be drop or keep, got {p['action']!r}")
 
 
 def _check_regex(p):
     _check_action(p, "caption_regex")
-    if not isinstance(p.get("pattern"), str):
-        raise RecipeError("rule caption_regex: needs `pattern: REGEX`")
+    if not isinstance(p["caption_regex"], str) or not p["caption_regex"]:
+        raise RecipeError("caption_regex: needs a pattern")
     try:
-        re.compile(p["pattern"])
+        re.compile(p["caption_regex"])
     except re.error as exc:
-        raise RecipeError(f"rule caption_regex: invalid pattern {p['pattern']!r} ({exc})") from None
+        raise RecipeError(f"caption_regex: invalid pattern {p['caption_regex']!r} ({exc})") from None
 
 
 def _matches(p, pattern: str) -> pl.Expr:
@@ -171,100 +267,229 @@ def _matches(p, pattern: str) -> pl.Expr:
 
 def _check_keywords(p):
     _check_action(p, "caption_keywords")
-    words = p.get("words")
-    if not isinstance(words, list) or not words or not all(isinstance(w, str) and w for w in words):
-        raise RecipeError("rule caption_keywords: needs `words: [non-empty strings]`")
+    _strings(p["caption_keywords"], "caption_keywords")
 
 
 def _keyword_pattern(p) -> str:
-    alts = "|".join(re.escape(w) for w in p["words"])
+    alts = "|".join(re.escape(w) for w in _strings(p["caption_keywords"], "caption_keywords"))
     return rf"\b(?:{alts})\b" if p.get("whole_words", True) else f"(?:{alts})"
 
 
+def _name_keywords(p) -> str:
+    words = _strings(p["caption_keywords"], "caption_keywords")
+    verb = "has" if p.get("action", "drop") == "keep" else "lacks"
+    return f"caption {verb} {', '.join(words[:3])}{'...' if len(words) > 3 else ''}"
+
+
+_SIZE_KEYS = ("min_side", "min_width", "min_height", "max_aspect")
+
+
 def _check_size(p):
-    keys = [k for k in ("min_side", "min_width", "min_height", "max_aspect") if k in p]
-    if not keys:
-        raise RecipeError("rule image_size: needs min_side, min_width, min_height or max_aspect")
-    for k in keys:
-        if _num(p[k], k, None) <= 0:
-            raise RecipeError(f"rule image_size: {k} must be > 0")
+    spec = p["image_size"]
+    if not isinstance(spec, dict) or not spec or set(spec) - set(_SIZE_KEYS):
+        raise RecipeError(f"image_size: give a mapping of {', '.join(_SIZE_KEYS)}, e.g. {{min_side: 200}}")
+    for k, v in spec.items():
+        if _num(v, f"image_size: {k}") <= 0:
+            raise RecipeError(f"image_size: {k} must be > 0")
 
 
 def _keep_size(p) -> pl.Expr:
+    spec = p["image_size"]
     w, h = pl.col("width").cast(pl.Float64), pl.col("height").cast(pl.Float64)
-    conds = []
-    if "min_side" in p:
-        conds.append(pl.min_horizontal(w, h) >= p["min_side"])
-    if "min_width" in p:
-        conds.append(w >= p["min_width"])
-    if "min_height" in p:
-        conds.append(h >= p["min_height"])
-    if "max_aspect" in p:
-        conds.append(pl.max_horizontal(w, h) / pl.min_horizontal(w, h) <= p["max_aspect"])
-    return pl.all_horizontal(conds)
+    ops = {"min_side": lambda v: pl.min_horizontal(w, h) >= v, "min_width": lambda v: w >= v,
+           "min_height": lambda v: h >= v,
+           "max_aspect": lambda v: pl.max_horizontal(w, h) / pl.min_horizontal(w, h) <= v}
+    return pl.all_horizontal([ops[k](float(spec[k])) for k in _SIZE_KEYS if k in spec])
 
 
 def _name_size(p) -> str:
     names = {"min_side": "min side >= {}", "min_width": "width >= {}", "min_height": "height >= {}",
              "max_aspect": "aspect <= {}"}
-    return " & ".join(names[k].format(_fmt(float(p[k]))) for k in names if k in p)
+    return " & ".join(names[k].format(_fmt(float(p["image_size"][k]))) for k in _SIZE_KEYS if k in p["image_size"])
 
 
+def _check_language(p):
+    _strings(p["language"], "language")
+    if "min_confidence" in p and not 0 <= _num(p["min_confidence"], "language: min_confidence") <= 1:
+        raise RecipeError("language: min_confidence must be in [0, 1]")
+
+
+def _keep_language(p) -> pl.Expr:
+    keep = pl.col("language").is_in(_strings(p["language"], "language"))
+    if "min_confidence" in p:
+        keep = keep & (pl.col("language_confidence") >= float(p["min_confidence"]))
+    return keep
+
+
+# dedup, top fraction, row lists ------------------------------------------------------------------
 def _check_dedup(p):
-    cols = p.get("columns", ["url", "caption"])
-    if not isinstance(cols, list) or not cols or not all(isinstance(c, str) for c in cols):
-        raise RecipeError("rule dedup_exact: `columns` must be a non-empty list of column names")
+    if p["dedup"] == "exact":
+        cols = p.get("columns", ["url", "caption"])
+        if not isinstance(cols, list) or not cols or not all(isinstance(c, str) for c in cols):
+            raise RecipeError("dedup exact: `columns` must be a non-empty list of column names")
+        bad = set(p) - {"dedup", "columns"}
+    elif p["dedup"] == "semantic":
+        t = _num(p.get("threshold", 0.94), "dedup semantic: threshold")
+        if not 0 < t <= 1:
+            raise RecipeError(f"dedup semantic: threshold must be in (0, 1], got {t}")
+        if p.get("embeddings", "image") not in ("image", "text"):
+            raise RecipeError("dedup semantic: embeddings must be image or text")
+        if p.get("method", "auto") not in ("auto", "exact", "clustered"):
+            raise RecipeError("dedup semantic: method must be auto, exact or clustered")
+        bad = set(p) - {"dedup", "threshold", "embeddings", "method"}
+    else:
+        raise RecipeError(f"dedup: must be exact or semantic, got {p['dedup']!r}")
+    if bad:
+        raise RecipeError(f"dedup {p['dedup']}: unknown setting(s) {sorted(bad)}")
+
+
+def _semdup_column(p) -> str:
+    return f"semdup_{p.get('embeddings', 'image')}_{_fmt(float(p.get('threshold', 0.94)))}"
+
+
+def _keep_dedup(p) -> pl.Expr:
+    if p["dedup"] == "exact":
+        return pl.struct(p.get("columns", ["url", "caption"])).is_first_distinct()
+    return pl.col(_semdup_column(p)) == pl.col(ROW)
+
+
+def _name_dedup(p) -> str:
+    if p["dedup"] == "exact":
+        return f"first of duplicate {' + '.join(p.get('columns', ['url', 'caption']))}"
+    return f"first of near-duplicate {p.get('embeddings', 'image')}s (cos>={_fmt(float(p.get('threshold', 0.94)))})"
 
 
 def _check_top(p):
-    if not isinstance(p.get("column"), str):
-        raise RecipeError("rule top_fraction: needs `column: NAME`")
-    f = _num(p.get("fraction"), "fraction", None)
+    if not isinstance(p.get("by"), str):
+        raise RecipeError("top_fraction: needs `by: COLUMN`")
+    f = _num(p["top_fraction"], "top_fraction")
     if not 0 < f <= 1:
-        raise RecipeError(f"rule top_fraction: fraction must be in (0, 1], got {f}")
+        raise RecipeError(f"top_fraction must be in (0, 1], got {f}")
 
 
 def _keep_top(p) -> pl.Expr:
-    c = pl.col(p["column"])
-    # ordinal rank: ties go to the earlier row, so the result is deterministic
-    k = (c.count() * float(p["fraction"])).ceil()
+    c = pl.col(p["by"])
+    # ordinal rank: ties go to the earlier row, so the result is deterministic; nulls are never kept
+    k = (c.count() * float(p["top_fraction"])).ceil()
     return c.rank("ordinal", descending=True) <= k
 
 
-def _check_rows(p):
-    rows = p.get("rows")
+def _check_rows(p, key):
+    rows = p[key]
     if not isinstance(rows, list) or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in rows):
-        raise RecipeError("rule drop_rows/keep_rows: `rows` must be a list of global row ids (integers >= 0)")
+        raise RecipeError(f"{key}: must be a list of global row ids (integers >= 0)")
 
 
+def _spec(key, params, check, keep, name, columns, score=None, aliases=()):
+    return dict(key=key, params=set(params) | {key}, check=check, keep=keep, name=name, columns=columns,
+                score=score or (lambda p: []), aliases=aliases)
+
+
+# kind -> its spec. A rule is a mapping whose kind key (the first key below it contains) names it.
 RULES: dict[str, dict] = {
-    "column": dict(params={"column", "min", "max", "above", "below", "in", "not_in"}, check=_check_column,
-                   keep=_keep_column, name=_name_column, columns=lambda p: [p["column"]]),
-    "caption_length": dict(params={"min_chars", "max_chars", "min_words", "column"}, check=_check_caption_length,
-                           keep=_keep_caption_length, name=_name_caption_length,
-                           columns=lambda p: [p.get("column", "caption")]),
-    "caption_regex": dict(params={"pattern", "action", "case_sensitive", "column"}, check=_check_regex,
-                          keep=lambda p: _matches(p, p["pattern"]),
-                          name=lambda p: f"caption {'matches' if p.get('action', 'drop') == 'keep' else 'does not match'} /{p['pattern']}/",
-                          columns=lambda p: [p.get("column", "caption")]),
-    "caption_keywords": dict(params={"words", "action", "case_sensitive", "whole_words", "column"}, check=_check_keywords,
-                             keep=lambda p: _matches(p, _keyword_pattern(p)),
-                             name=lambda p: f"caption {'has' if p.get('action', 'drop') == 'keep' else 'lacks'} {', '.join(p['words'][:3])}{'...' if len(p['words']) > 3 else ''}",
-                             columns=lambda p: [p.get("column", "caption")]),
-    "image_size": dict(params={"min_side", "min_width", "min_height", "max_aspect"}, check=_check_size,
-                       keep=_keep_size, name=_name_size, columns=lambda p: ["width", "height"]),
-    "dedup_exact": dict(params={"columns"}, check=_check_dedup,
-                        keep=lambda p: pl.struct(p.get("columns", ["url", "caption"])).is_first_distinct(),
-                        name=lambda p: f"first of duplicate {' + '.join(p.get('columns', ['url', 'caption']))}",
-                        columns=lambda p: p.get("columns", ["url", "caption"])),
-    "top_fraction": dict(params={"column", "fraction"}, check=_check_top, keep=_keep_top,
-                         name=lambda p: f"top {_fmt(100 * float(p['fraction']))}% by {p['column']}",
-                         columns=lambda p: [p["column"]]),
-    "drop_rows": dict(params={"rows"}, check=_check_rows, keep=lambda p: ~pl.col(ROW).is_in(p["rows"]),
-                      name=lambda p: f"drop {len(p['rows'])} listed rows", columns=lambda p: [ROW]),
-    "keep_rows": dict(params={"rows"}, check=_check_rows, keep=lambda p: pl.col(ROW).is_in(p["rows"]),
-                      name=lambda p: f"keep only {len(p['rows'])} listed rows", columns=lambda p: [ROW]),
+    "column": _spec("column", {"min", "max", "above", "below", "in", "not_in"}, _check_column, _keep_column,
+                    _name_column, lambda p: [p["column"]]),
+    "prompt": _spec("prompt", {"prompt_embedding", "negatives", "reduce", "embeddings", *_BOUNDS}, _check_prompt,
+                    lambda p: pl.all_horizontal(_bounded(pl.col(_prompt_column(p)), p)), _name_prompt,
+                    lambda p: [_prompt_column(p)],
+                    score=lambda p: [{**_prompt_request(p), "column": _prompt_column(p)}], aliases=("prompt_embedding",)),
+    "head": _spec("head", set(_BOUNDS), _check_head, lambda p: pl.all_horizontal(_bounded(pl.col(_head_column(p)), p)),
+                  lambda p: _bounds_name(p["head"], p, " "),
+                  lambda p: [_head_column(p)],
+                  score=lambda p: [{"scorer": "head", "head": p["head"], "column": _head_column(p)}]),
+    "zero_shot": _spec("zero_shot", {"drop_tags", "keep_flagged", "margin"}, _check_zero_shot, _keep_zero_shot,
+                       _name_zero_shot, lambda p: ZERO_SHOT[p["zero_shot"]]["columns"],
+                       score=lambda p: [{"scorer": p["zero_shot"]}]),
+    "dedup": _spec("dedup", {"columns", "threshold", "embeddings", "method"}, _check_dedup, _keep_dedup, _name_dedup,
+                   lambda p: p.get("columns", ["url", "caption"]) if p["dedup"] == "exact" else [_semdup_column(p)],
+                   score=lambda p: [] if p["dedup"] == "exact" else [{
+                       "scorer": "semantic_dedup", "threshold": float(p.get("threshold", 0.94)),
+                       "embeddings": p.get("embeddings", "image"), "method": p.get("method", "auto"),
+                       "column": _semdup_column(p)}]),
+    "top_fraction": _spec("top_fraction", {"by"}, _check_top, _keep_top,
+                          lambda p: f"top {_fmt(100 * float(p['top_fraction']))}% by {p['by']}", lambda p: [p["by"]]),
+    "caption_length": _spec("caption_length", {"column"}, _check_caption_length, _keep_caption_length,
+                            _name_caption_length, lambda p: [p.get("column", "caption")]),
+    "caption_regex": _spec("caption_regex", {"action", "case_sensitive", "column"}, _check_regex,
+                           lambda p: _matches(p, p["caption_regex"]),
+                           lambda p: f"caption {'matches' if p.get('action', 'drop') == 'keep' else 'does not match'} /{p['caption_regex']}/",
+                           lambda p: [p.get("column", "caption")]),
+    "caption_keywords": _spec("caption_keywords", {"action", "case_sensitive", "whole_words", "column"}, _check_keywords,
+                              lambda p: _matches(p, _keyword_pattern(p)), _name_keywords,
+                              lambda p: [p.get("column", "caption")]),
+    "image_size": _spec("image_size", set(), _check_size, _keep_size, _name_size, lambda p: ["width", "height"]),
+    "language": _spec("language", {"min_confidence"}, _check_language, _keep_language,
+                      lambda p: f"language in {_strings(p['language'], 'language')}",
+                      lambda p: ["language"] + (["language_confidence"] if "min_confidence" in p else []),
+                      score=lambda p: [{"scorer": "language"}]),
+    "drop_rows": _spec("drop_rows", set(), lambda p: _check_rows(p, "drop_rows"),
+                       lambda p: ~pl.col(ROW).is_in(p["drop_rows"]),
+                       lambda p: f"drop {len(p['drop_rows'])} listed rows", lambda p: [ROW]),
+    "keep_rows": _spec("keep_rows", set(), lambda p: _check_rows(p, "keep_rows"),
+                       lambda p: pl.col(ROW).is_in(p["keep_rows"]),
+                       lambda p: f"keep only {len(p['keep_rows'])} listed rows", lambda p: [ROW]),
 }
+_KIND_OF = {k: kind for kind, spec in RULES.items() for k in (spec["key"], *spec["aliases"])}
+
+
+def rule_kind(d: dict) -> str:
+    """The kind of a rule mapping: the first of its keys that names a kind."""
+    kinds = [_KIND_OF[k] for k in d if k in _KIND_OF]
+    if not kinds:
+        raise RecipeError(f"a rule names its kind by its first key: one of {', '.join(sorted(_KIND_OF))}; "
+                          f"got keys {sorted(d)}")
+    if len(set(kinds)) > 1:
+        raise RecipeError(f"a rule has one kind; this one names {sorted(set(kinds))}")
+    return kinds[0]
+
+
+@dataclass
+class Rule:
+    """One rule: ``params`` are the mapping as written in the recipe (without ``name``)."""
+
+    params: dict
+    name: str = ""
+    kind: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.params, dict):
+            raise RecipeError(f"a rule is a mapping, got {self.params!r}")
+        self.params = {k: v for k, v in self.params.items() if k != "name"}
+        self.kind = rule_kind(self.params)
+        spec = RULES[self.kind]
+        unknown = set(self.params) - spec["params"]
+        if unknown:
+            raise RecipeError(f"{self.kind}: unknown setting(s) {sorted(unknown)} "
+                              f"(allowed: {sorted(spec['params'])})")
+        spec["check"](self.params)
+        if not self.name:
+            self.name = spec["name"](self.params)
+
+    @classmethod
+    def parse(cls, d) -> "Rule":
+        if not isinstance(d, dict):
+            raise RecipeError(f"a rule is a mapping such as {{column: similarity, min: 0.28}}, got {d!r}")
+        name = d.get("name", "")
+        if not isinstance(name, str):
+            raise RecipeError("a rule's name must be a string")
+        return cls(dict(d), name)
+
+    def columns(self) -> set[str]:
+        return set(RULES[self.kind]["columns"](self.params))
+
+    def score_requests(self) -> list[dict]:
+        """The score columns this rule reads that must be computed (empty for metadata rules)."""
+        return RULES[self.kind]["score"](self.params)
+
+    def keep(self) -> pl.Expr:
+        """True where the row passes this rule (nulls count as failing)."""
+        return RULES[self.kind]["keep"](self.params).fill_null(False)
+
+    def to_dict(self) -> dict:
+        d = dict(self.params)
+        if self.name != RULES[self.kind]["name"](self.params):
+            d["name"] = self.name
+        return d
 
 
 # -- recipes ----------------------------------------------------------------------------------------
@@ -273,6 +498,7 @@ class Recipe:
     rules: list[Rule] = field(default_factory=list)
     name: str = "recipe"
     description: str = ""
+    base: Path | None = field(default=None, compare=False)  # relative files in rules resolve against it
 
     def __post_init__(self):
         seen: set[str] = set()
@@ -290,11 +516,8 @@ class Recipe:
             raise RecipeError(f"unknown recipe key(s) {sorted(unknown)}", where)
         rules = []
         for i, r in enumerate(d["rules"]):
-            if not isinstance(r, dict) or "kind" not in r:
-                raise RecipeError(f"rule {i + 1}: each rule is a mapping with a `kind:`", where)
-            params = {k: v for k, v in r.items() if k not in ("kind", "name")}
             try:
-                rules.append(Rule(r["kind"], params, r.get("name", "")))
+                rules.append(Rule.parse(r))
             except RecipeError as exc:
                 raise RecipeError(f"rule {i + 1}: {exc.reason}", where) from None
         try:
@@ -318,7 +541,9 @@ class Recipe:
                 data = yaml.safe_load(text)
         except Exception as exc:  # noqa: BLE001 - any parse error is a bad recipe file
             raise RecipeError(f"not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({exc})".replace("\n", " "), path) from None
-        return cls.from_dict(data, path)
+        r = cls.from_dict(data, path)
+        r.base = path.resolve().parent
+        return r
 
     def to_dict(self) -> dict:
         d = {"name": self.name}
@@ -328,13 +553,25 @@ class Recipe:
         return d
 
     def save(self, path: str | Path) -> None:
+        """Write the recipe (atomically); relative file paths in rules are rewritten to stay valid
+        from the new file's folder."""
         path = Path(path)
+        d = self.to_dict()
+        if self.base is not None:
+            for r in d["rules"]:
+                for key in ("prompt_embedding", "head"):
+                    v = r.get(key)
+                    if isinstance(v, str) and (Path(v).suffix and not Path(v).is_absolute()) and (self.base / v).exists():
+                        r[key] = os.path.relpath(self.base / v, path.resolve().parent)
+                    elif isinstance(v, list):
+                        r[key] = [os.path.relpath(self.base / f, path.resolve().parent)
+                                  if not Path(f).is_absolute() and (self.base / f).exists() else f for f in v]
         if path.suffix == ".json":
-            text = json.dumps(self.to_dict(), indent=2) + "\n"
+            text = json.dumps(d, indent=2) + "\n"
         else:
             import yaml
 
-            text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+            text = yaml.safe_dump(d, sort_keys=False, allow_unicode=True)
         tmp = path.with_name(path.name + ".partial")
         tmp.write_text(text)
         tmp.replace(path)
@@ -343,6 +580,16 @@ class Recipe:
         out: set[str] = set()
         for r in self.rules:
             out |= r.columns()
+        return out
+
+    def score_requests(self) -> list[dict]:
+        seen, out = set(), []
+        for r in self.rules:
+            for q in r.score_requests():
+                key = json.dumps(q, sort_keys=True)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(q)
         return out
 
 
@@ -356,6 +603,7 @@ class Selection:
     rule_names: list[str]
     alone: np.ndarray  # rows each rule removes on its own
     overlaps: np.ndarray  # (k, k): rows removed by both rule i and rule j (diagonal = alone)
+    scores: dict = field(default_factory=dict)  # score columns used: computed / cached / stale shards
 
     @property
     def mask(self) -> np.ndarray:
@@ -394,6 +642,14 @@ class Selection:
         return pl.DataFrame({ROW: self.rows[gone], "reason": names[self.reason[gone]].tolist()},
                             schema={ROW: pl.Int64, "reason": pl.Utf8})
 
+    def summary(self, recipe: "Recipe | None" = None) -> dict:
+        """A JSON-ready summary: rows, kept, removed, and what each rule removed."""
+        kinds = [r.kind for r in recipe.rules] if recipe is not None else [None] * len(self.rule_names)
+        rules = [{"rule": r["rule"], "kind": k, "removed_alone": r["removed_alone"],
+                  "removed_in_order": r["removed_in_order"], "remaining": r["remaining"]}
+                 for r, k in zip(self.counts().to_dicts(), kinds)]
+        return {"rows": len(self.rows), "kept": self.kept, "removed": self.removed, "rules": rules}
+
 
 def evaluate(frame: pl.LazyFrame | pl.DataFrame, recipe: Recipe, where: str | None = None) -> Selection:
     """Apply `recipe` to a frame holding ``row`` and the columns its rules read."""
@@ -424,42 +680,69 @@ def evaluate(frame: pl.LazyFrame | pl.DataFrame, recipe: Recipe, where: str | No
     return Selection(rows, reason, [r.name for r in recipe.rules], np.diag(overlaps).copy(), overlaps)
 
 
-def apply(collection, recipe: Recipe, scores: pl.LazyFrame | None = None) -> Selection:
-    """Evaluate `recipe` over a collection's metadata (and score columns joined on ``row``)."""
-    lf = collection.metadata
-    if scores is not None:
-        lf = lf.join(scores.lazy(), on=ROW, how="left")
-    needed = sorted(recipe.columns() | {ROW})
-    have = set(lf.collect_schema().names())
-    return evaluate(lf.select([c for c in needed if c in have]), recipe, str(collection.path))
+def apply(collection, recipe: Recipe, scores: pl.LazyFrame | None = None, encoder=None, cache: bool = True,
+          progress: bool = False) -> Selection:
+    """Evaluate `recipe` over a collection: its metadata, the score columns the rules need (computed
+    and cached by :mod:`workbench.scoring`), and any `scores` frame given (joined on ``row``)."""
+    from .scoring import apply as _apply
+
+    return _apply(collection, recipe, encoder=encoder, cache=cache, progress=progress, scores=scores)
 
 
-# -- presets: the releases' rules that read metadata columns (REFERENCE.md §2) ------------------------
+# -- presets: the releases' rules (REFERENCE.md §2) ---------------------------------------------------
 PRESETS: dict[str, dict] = {
     "laion400m": {
         "name": "laion400m",
-        "description": "LAION-400M: alt-text >= 5 chars, exact (url, caption) dedup, ViT-B/32 similarity >= 0.30 "
-                       "(the 5 KB image-size rule needs file sizes, which embedding shards do not carry)",
+        "description": "LAION-400M (ViT-B/32): alt-text >= 5 chars, exact (url, caption) dedup, similarity >= 0.30, "
+                       "and the zero-shot NSFW tag's under-age/animal drops (NSFW-tagged rows were kept, tagged). "
+                       "The 5 KB image-size rule needs file sizes, which embedding shards do not carry.",
         "rules": [
-            {"kind": "caption_length", "min_chars": 5},
-            {"kind": "dedup_exact", "columns": ["url", "caption"]},
-            {"kind": "column", "column": "similarity", "min": 0.30},
+            {"caption_length": {"min_chars": 5}},
+            {"dedup": "exact", "columns": ["url", "caption"]},
+            {"column": "similarity", "min": 0.30},
+            {"zero_shot": "laion400m-nsfw"},
         ],
     },
     "laion2b-en": {
         "name": "laion2b-en",
-        "description": "LAION-2B-en: alt-text >= 5 chars, exact (url, caption) dedup, ViT-B/32 similarity >= 0.28",
+        "description": "LAION-2B-en: alt-text >= 5 chars, exact (url, caption) dedup, ViT-B/32 similarity >= 0.28 "
+                       "(laion2B-multi used 0.26 with multilingual CLIP)",
         "rules": [
-            {"kind": "caption_length", "min_chars": 5},
-            {"kind": "dedup_exact", "columns": ["url", "caption"]},
-            {"kind": "column", "column": "similarity", "min": 0.28},
+            {"caption_length": {"min_chars": 5}},
+            {"dedup": "exact", "columns": ["url", "caption"]},
+            {"column": "similarity", "min": 0.28},
+        ],
+    },
+    "laion-aesthetics": {
+        "name": "laion-aesthetics",
+        "description": "LAION-Aesthetics V2: punsafe < 0.5, pwatermark < 0.8, and the improved aesthetic predictor "
+                       "(ViT-L/14) >= 5 (the 5+ subset; the release also cut at 6, 6.25 and 6.5)",
+        "rules": [
+            {"column": "punsafe", "below": 0.5},
+            {"column": "pwatermark", "below": 0.8},
+            {"head": "aesthetic-v2-l14", "min": 5.0},
+        ],
+    },
+    "datacomp-basic": {
+        "name": "datacomp-basic",
+        "description": "DataComp basic: English caption (fastText language ID), caption > 2 words and > 5 chars, "
+                       "min image side >= 200 px, aspect ratio <= 3",
+        "rules": [
+            {"language": ["en"]},
+            {"caption_length": {"min_words": 3, "min_chars": 6}},
+            {"image_size": {"min_side": 200, "max_aspect": 3}},
         ],
     },
     "datacomp-clip-score": {
         "name": "datacomp-clip-score",
-        "description": "DataComp clip_score baseline: the top 30% by image-text similarity (use the ViT-L/14 "
-                       "scores: open a DataComp pool with model l14)",
-        "rules": [{"kind": "top_fraction", "column": "similarity", "fraction": 0.30}],
+        "description": "DataComp clip_score: the top 30% by ViT-L/14 image-text cosine (open a DataComp pool with "
+                       "model l14; for the ViT-B/32 variant use the preset datacomp-clip-score-b32)",
+        "rules": [{"top_fraction": 0.30, "by": "similarity"}],
+    },
+    "datacomp-clip-score-b32": {
+        "name": "datacomp-clip-score-b32",
+        "description": "DataComp clip_score, ViT-B/32 variant: image-text cosine >= 0.25 (open the pool with model b32)",
+        "rules": [{"column": "similarity", "min": 0.25}],
     },
 }
 

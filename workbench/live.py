@@ -1,0 +1,143 @@
+"""Live counts: once score columns exist, a threshold change gives counts and a histogram at once.
+
+    live = Live.from_collection(c, recipe)          # computes (or reads cached) score columns once
+    live.set_bounds(2, min=0.31)                     # rule 3 is now `... >= 0.31`
+    live.counts()                                    # {"rows", "kept", "removed", "rules": [...]}
+    live.histogram(2)                                # 64 bins of rule 3's column: all rows / kept by the others
+
+Nothing here reads embeddings: the rule columns are held in memory (one float per row per threshold
+rule, one bool per row per rule), and a change re-evaluates one rule with numpy, then one fused pass
+(:func:`workbench.kernels.live_counts`) counts every rule and fills the histogram.
+"""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from .errors import RecipeError
+from .kernels import live_counts
+from .recipe import _BOUNDS, RULES, Recipe, Rule, Selection
+from .schema import ROW
+
+BINS = 64
+_THRESHOLD_KINDS = ("column", "prompt", "head")
+
+
+def _threshold_column(rule: Rule) -> str | None:
+    """The numeric column a bounds-only rule compares, or None for other rules."""
+    if rule.kind not in _THRESHOLD_KINDS or "in" in rule.params or "not_in" in rule.params:
+        return None
+    return next(iter(RULES[rule.kind]["columns"](rule.params)))
+
+
+class Live:
+    def __init__(self, frame: pl.DataFrame, recipe: Recipe, bins: int = BINS):
+        self.recipe = recipe
+        self.n_bins = bins
+        self.rows = frame[ROW].to_numpy().astype(np.int64)
+        self._frame = frame
+        self.fail = np.zeros((len(recipe.rules), len(self.rows)), dtype=bool)
+        for i, rule in enumerate(recipe.rules):
+            self.fail[i] = ~frame.select(rule.keep()).to_series().to_numpy()
+        self._values: dict[str, np.ndarray] = {}
+        self._bins: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    @classmethod
+    def from_collection(cls, collection, recipe: Recipe, encoder=None, progress: bool = False, bins: int = BINS) -> "Live":
+        from .scoring import compute, recipe_scorers
+
+        lf = collection.metadata
+        scorers = recipe_scorers(collection, recipe, encoder)
+        if scorers:
+            lf = pl.concat([lf, compute(collection, scorers, progress=progress).frame.drop(ROW)], how="horizontal")
+        cols = sorted(recipe.columns() | {ROW})
+        return cls(lf.select(cols).collect(), recipe, bins)
+
+    # -- values and bins -----------------------------------------------------------------------------
+    def values(self, column: str) -> np.ndarray:
+        """A numeric column as float64 with NaN for nulls (cached)."""
+        if column not in self._values:
+            s = self._frame[column]
+            if not s.dtype.is_numeric():
+                raise RecipeError(f"column {column!r} is not numeric ({s.dtype})")
+            self._values[column] = s.cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        return self._values[column]
+
+    def edges(self, column: str) -> np.ndarray:
+        return self._binned(column)[1]
+
+    def _binned(self, column: str):
+        if column not in self._bins:
+            v = self.values(column)
+            ok = np.isfinite(v)
+            lo, hi = (float(v[ok].min()), float(v[ok].max())) if ok.any() else (0.0, 1.0)
+            if hi <= lo:
+                hi = lo + 1.0
+            edges = np.linspace(lo, hi, self.n_bins + 1)
+            b = np.full(len(v), 255, np.uint8)
+            idx = np.floor((v[ok] - lo) / (hi - lo) * self.n_bins)
+            b[ok] = np.clip(idx, 0, self.n_bins - 1).astype(np.uint8)
+            self._bins[column] = (b, edges)
+        return self._bins[column]
+
+    # -- changes -------------------------------------------------------------------------------------
+    def set_bounds(self, index: int, **bounds) -> None:
+        """Replace the thresholds (min/max/above/below) of threshold rule `index`."""
+        rule = self.recipe.rules[index]
+        column = _threshold_column(rule)
+        if column is None:
+            raise RecipeError(f"rule {rule.name!r} has no threshold to change")
+        unknown = set(bounds) - set(_BOUNDS)
+        if unknown:
+            raise RecipeError(f"unknown bound(s) {sorted(unknown)}: use min, max, above, below")
+        params = {k: v for k, v in rule.params.items() if k not in _BOUNDS}
+        params.update({k: v for k, v in bounds.items() if v is not None})
+        new = Rule(params, rule.name if rule.name != RULES[rule.kind]["name"](rule.params) else "")
+        v = self.values(column)
+        keep = np.ones(len(v), bool)
+        with np.errstate(invalid="ignore"):
+            for k in _BOUNDS:
+                if k in params:
+                    t = float(params[k])
+                    keep &= {"min": v >= t, "max": v <= t, "above": v > t, "below": v < t}[k]
+        self.fail[index] = ~keep  # NaN (null) compares False: fails, as in the recipe
+        self.recipe.rules[index] = new
+
+    def set_rule(self, index: int, rule: Rule | dict) -> None:
+        """Replace rule `index` by any rule whose columns are already loaded."""
+        rule = rule if isinstance(rule, Rule) else Rule.parse(rule)
+        missing = rule.columns() - set(self._frame.columns)
+        if missing:
+            raise RecipeError(f"rule {rule.name!r} needs column(s) {sorted(missing)} that are not loaded")
+        self.fail[index] = ~self._frame.select(rule.keep()).to_series().to_numpy()
+        self.recipe.rules[index] = rule
+
+    # -- results -------------------------------------------------------------------------------------
+    def counts(self, histogram_of: int | None = None) -> dict:
+        col = _threshold_column(self.recipe.rules[histogram_of]) if histogram_of is not None else None
+        bins = self._binned(col)[0] if col else None
+        alone, seq, h_all, h_kept = live_counts(self.fail, bins, -1 if histogram_of is None else histogram_of,
+                                                self.n_bins)
+        n = len(self.rows)
+        kept = n - int(seq.sum())
+        out = {"rows": n, "kept": kept, "removed": n - kept, "rules": [
+            {"rule": r.name, "removed_alone": int(a), "removed_in_order": int(s), "remaining": int(n - seq[:i + 1].sum())}
+            for i, (r, a, s) in enumerate(zip(self.recipe.rules, alone, seq))]}
+        if col:
+            out["histogram"] = {"column": col, "edges": self._binned(col)[1].tolist(), "all": h_all.tolist(),
+                                "kept_by_other_rules": h_kept.tolist()}
+        return out
+
+    def histogram(self, index: int) -> dict:
+        """64 bins of threshold rule `index`'s column: all rows, and the rows the other rules keep."""
+        return self.counts(histogram_of=index)["histogram"]
+
+    def selection(self) -> Selection:
+        k = len(self.recipe.rules)
+        reason = np.full(len(self.rows), -1, np.int16)
+        anyf = self.fail.any(axis=0)
+        if k:
+            reason[anyf] = self.fail[:, anyf].argmax(axis=0)
+        overlaps = np.array([[np.count_nonzero(self.fail[i] & self.fail[j]) for j in range(k)] for i in range(k)],
+                            dtype=np.int64).reshape(k, k)
+        return Selection(self.rows, reason, [r.name for r in self.recipe.rules], np.diag(overlaps).copy(), overlaps)

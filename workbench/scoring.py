@@ -1,0 +1,252 @@
+"""The scoring engine: compute score columns over a collection, streamed by shard, cached beside it.
+
+    from workbench.scoring import compute, scorer_for
+    res = compute(c, [PromptScorer("watermark", texts=["a watermark"])])
+    res.frame            # polars LazyFrame: row + the score columns, over all rows
+    res.report           # per scorer: shards computed, read from cache, found stale
+
+Each shard's embeddings are read once for all the scorers that need them: row norms first (cached
+too, so a second prompt costs one fp16 matrix-vector pass), then each scorer's chunk function.
+Whole-collection scorers (semantic dedup) run once and are recomputed when any shard changed.
+
+:func:`apply` evaluates a :class:`~workbench.recipe.Recipe`, computing the score columns it needs.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from .errors import RecipeError, WorkbenchError
+from .kernels import row_stats
+from .schema import ROW
+from .scorecache import ScoreCache, cache_root
+from .scorers import (ChunkView, HeadScorer, Laion400mScorer, LanguageScorer, PromptScorer, SafetyScorer, Scorer,
+                      SemanticDedupScorer, SimilarityScorer)
+
+CHUNK_ROWS = 131072
+
+
+class _NormScorer(Scorer):
+    """Row norms and validity of stored embeddings: the shared first step of every embedding scorer."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.column = f"_norm_{kind}"
+        self.schema = {self.column: pl.Float32}
+
+    def spec(self) -> dict:
+        return {"scorer": "norms", "embeddings": self.kind}
+
+
+@dataclass
+class ScoreResult:
+    frame: pl.LazyFrame
+    report: dict = field(default_factory=dict)  # column -> {"computed": n, "cached": n, "stale": n, "seconds": s}
+    caches: dict = field(default_factory=dict)  # column -> cache folder
+
+    def collect(self) -> pl.DataFrame:
+        return self.frame.collect()
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="shard")
+
+
+def _shard_norms(collection, kind: str, shard: int, cache: ScoreCache | None) -> tuple[np.ndarray, np.ndarray]:
+    if cache is not None and cache.state(shard) == "fresh":
+        n = cache.load(shard)[cache_col(kind)].to_numpy()
+    else:
+        arr = collection.embeddings(shard, kind)
+        n = np.empty(arr.shape[0], np.float32)
+        for s in range(0, arr.shape[0], CHUNK_ROWS):
+            n[s:s + CHUNK_ROWS] = row_stats(arr[s:s + CHUNK_ROWS]).norms
+        if cache is not None:
+            cache.store(shard, pl.DataFrame({cache_col(kind): n}))
+    valid = np.isfinite(n) & (n > 1e-12)
+    return n, valid
+
+
+def cache_col(kind: str) -> str:
+    return f"_norm_{kind}"
+
+
+def compute(collection, scorers: list[Scorer], cache: bool = True, progress: bool = False,
+            cache_dir: Path | None = None) -> ScoreResult:
+    """Score every row with every scorer (from cache where fresh) and return the columns over ``row``."""
+    scorers = list(scorers)
+    cols = [c for s in scorers for c in s.schema]
+    dup = sorted({c for c in cols if cols.count(c) > 1})
+    if dup:
+        raise WorkbenchError(f"two scorers write the same column(s) {dup}")
+    for s in scorers:
+        s.prepare(collection)  # every check before any work
+    root = (cache_dir or cache_root(collection)) if cache else None
+    caches = {s.column: ScoreCache(collection, s.column, s.spec(), root) if cache else None for s in scorers}
+    report = {s.column: {"computed": 0, "cached": 0, "stale": 0, "seconds": 0.0} for s in scorers}
+    n_shards = len(collection.shards)
+    frames: dict[str, list] = {s.column: [None] * n_shards for s in scorers}
+
+    def states(s):
+        return [caches[s.column].state(i) if cache else "missing" for i in range(n_shards)]
+
+    todo: dict[str, list[str]] = {s.column: states(s) for s in scorers}
+    for s in scorers:
+        report[s.column]["stale"] = todo[s.column].count("stale")
+        if s.needs == "global" and any(st != "fresh" for st in todo[s.column]):
+            todo[s.column] = ["missing"] * n_shards
+        report[s.column]["cached"] = todo[s.column].count("fresh")
+
+    # whole-collection scorers
+    for s in [s for s in scorers if s.needs == "global" and any(st != "fresh" for st in todo[s.column])]:
+        t0 = time.perf_counter()
+        arrays = s.compute_all(collection, progress=progress)
+        for i in range(n_shards):
+            a, b = int(collection.offsets[i]), int(collection.offsets[i + 1])
+            f = s.finish({k: v[a:b] for k, v in arrays.items()}, np.ones(b - a, bool))
+            frames[s.column][i] = f
+            if cache:
+                caches[s.column].store(i, f)
+        report[s.column]["computed"] = n_shards
+        report[s.column]["seconds"] += time.perf_counter() - t0
+
+    bar = _progress(n_shards, progress, "scoring")
+    norm_caches = {k: ScoreCache(collection, f"_norm_{k}", _NormScorer(k).spec(), root) if cache else None
+                   for k in ("image", "text")}
+    for i in range(n_shards):
+        pending = [s for s in scorers if s.needs != "global" and todo[s.column][i] != "fresh"]
+        for s in scorers:
+            if s.needs != "global" and todo[s.column][i] == "fresh":
+                frames[s.column][i] = None  # loaded lazily below
+        if pending:
+            _score_shard(collection, i, pending, frames, report, norm_caches)
+            for s in pending:
+                if cache:
+                    caches[s.column].store(i, frames[s.column][i])
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+
+    # assemble: cached shards are scanned lazily from their parquet files
+    parts = []
+    for i in range(n_shards):
+        a, rows = int(collection.offsets[i]), collection.shards[i].rows
+        pieces = [pl.int_range(a, a + rows, dtype=pl.Int64, eager=True).alias(ROW).to_frame().lazy()]
+        for s in scorers:
+            f = frames[s.column][i]
+            pieces.append(pl.scan_parquet(caches[s.column].path(i)) if f is None else f.lazy())
+        parts.append(pl.concat(pieces, how="horizontal"))
+    frame = pl.concat(parts, how="vertical") if parts else pl.LazyFrame(schema={ROW: pl.Int64})
+    return ScoreResult(frame, report, {c: (v.folder if v else None) for c, v in caches.items()})
+
+
+def _score_shard(collection, i: int, pending: list[Scorer], frames, report, norm_caches) -> None:
+    local_rows = collection.shards[i].rows
+    for s in pending:
+        t0 = time.perf_counter()
+        if s.needs == "metadata":
+            frames[s.column][i] = s.shard_frame(collection, i)
+            report[s.column]["computed"] += 1
+            report[s.column]["seconds"] += time.perf_counter() - t0
+    emb = [s for s in pending if s.needs in ("image", "text", "pair")]
+    if not emb:
+        return
+    kinds = sorted({k for s in emb for k in (("image", "text") if s.needs == "pair" else (s.needs,))})
+    arrays = {k: collection.embeddings(i, k) for k in kinds}
+    norms = {k: _shard_norms(collection, k, i, norm_caches[k]) for k in kinds}
+    out = {s.column: {c: [] for c in s.schema} for s in emb}
+    for s in emb:
+        s.begin_shard(collection, i)
+    for a in range(0, local_rows, CHUNK_ROWS):
+        b = min(a + CHUNK_ROWS, local_rows)
+        views = {k: ChunkView(int(collection.offsets[i]) + a, i, a, arrays[k][a:b], norms[k][0][a:b], norms[k][1][a:b])
+                 for k in kinds}
+        for s in emb:
+            t0 = time.perf_counter()
+            res = s.chunk(views["image"], views["text"]) if s.needs == "pair" else s.chunk(views[s.needs])
+            for c, v in res.items():
+                out[s.column][c].append(v)
+            report[s.column]["seconds"] += time.perf_counter() - t0
+    for s in emb:
+        valid = norms["image"][1] if s.needs == "pair" else norms[s.needs][1]
+        if s.needs == "pair":
+            valid = valid & norms["text"][1]
+        arrays_s = {c: (np.concatenate(v) if v else np.zeros(0)) for c, v in out[s.column].items()}
+        frames[s.column][i] = s.finish(arrays_s, valid)
+        report[s.column]["computed"] += 1
+
+
+# -- recipes -----------------------------------------------------------------------------------------
+def scorer_for(request: dict, collection, encoder=None, base: Path | None = None, device: str = "auto") -> Scorer:
+    """The scorer behind a rule's score request (see :meth:`workbench.recipe.Rule.score_requests`)."""
+    kind = request["scorer"]
+    if kind == "prompt":
+        return PromptScorer(request["column"], texts=request.get("texts"), files=request.get("files"),
+                            negatives=request.get("negatives"), reduce=request["reduce"],
+                            embeddings=request["embeddings"], encoder=encoder, base=base, device=device)
+    if kind == "head":
+        return HeadScorer(request["column"], request["head"], base=base)
+    if kind == "laion400m-nsfw":
+        return Laion400mScorer(encoder)
+    if kind == "safety":
+        return SafetyScorer(encoder)
+    if kind == "language":
+        return LanguageScorer()
+    if kind == "semantic_dedup":
+        return SemanticDedupScorer(request["column"], request["threshold"], request["embeddings"], request["method"])
+    if kind == "similarity":
+        return SimilarityScorer(request.get("column", "similarity"))
+    raise RecipeError(f"no scorer for {kind!r}")
+
+
+def recipe_scorers(collection, recipe, encoder=None, device: str = "auto") -> list[Scorer]:
+    """The scorers a recipe needs on this collection (none for columns the metadata already has)."""
+    have = set(collection.metadata.collect_schema().names())
+    requests, seen = [], set()
+    for rule in recipe.rules:
+        for req in rule.score_requests():
+            col = req.get("column", req["scorer"])
+            if req["scorer"] == "language" and "language" in have:
+                continue
+            if col not in seen:
+                seen.add(col)
+                requests.append(req)
+    if "similarity" in recipe.columns() and "similarity" not in have and collection.has_text_embeddings:
+        requests.append({"scorer": "similarity", "column": "similarity"})
+    return [scorer_for(r, collection, encoder, getattr(recipe, "base", None), device) for r in requests]
+
+
+def apply(collection, recipe, encoder=None, cache: bool = True, progress: bool = False, device: str = "auto",
+          scores: pl.LazyFrame | None = None):
+    """Evaluate `recipe` over `collection`: metadata columns, plus the score columns its rules need
+    (computed or read from cache), plus any `scores` frame given (joined on ``row``)."""
+    from .recipe import evaluate
+
+    scorers = recipe_scorers(collection, recipe, encoder, device)
+    lf = collection.metadata
+    report = {}
+    if scorers:
+        res = compute(collection, scorers, cache=cache, progress=progress)
+        lf = pl.concat([lf, res.frame.drop(ROW)], how="horizontal")
+        report = res.report
+    if scores is not None:
+        lf = lf.join(scores.lazy(), on=ROW, how="left")
+    needed = sorted(recipe.columns() | {ROW})
+    have = set(lf.collect_schema().names())
+    sel = evaluate(lf.select([c for c in needed if c in have]), recipe, str(collection.path))
+    sel.scores = report
+    return sel
+
+
+def needs_text_encoder(recipe) -> bool:
+    """Whether applying `recipe` embeds text prompts (and so needs a text tower)."""
+    return any(q["scorer"] in ("laion400m-nsfw", "safety") or (q["scorer"] == "prompt" and (q.get("texts") or q.get("negatives")))
+               for q in recipe.score_requests())
