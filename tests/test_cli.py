@@ -112,3 +112,88 @@ def test_pickled_shard_refused_by_info_without_running_code(tmp_path):
     code, out, err = run("info", root)
     assert code == 2 and "img_emb_1.npy" in err and "pickle" in err and "Traceback" not in err
     assert not (tmp_path / "pwned").exists()
+
+
+# -- apply, score, neighbors, index ------------------------------------------------------------------
+def test_apply_dry_run_json_contract(demo_world, tmp_path):
+    rc, out, err = run("apply", "laion2b-en", demo_world, "--dry-run", "--json")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["rows"] == 6000 and d["kept"] + d["removed"] == 6000 and len(d["rules"]) == 3
+    assert sum(r["removed_in_order"] for r in d["rules"]) == d["removed"]
+    assert all({"rule", "removed_alone", "removed_in_order", "remaining"} <= set(r) for r in d["rules"])
+    # a recipe file with score rules, and the reasons of every removed row
+    (tmp_path / "r.yaml").write_text("name: mine\nrules:\n  - {prompt: a watermark, max: 0.2}\n"
+                                     "  - {head: nsfw-b32, below: 0.5}\n  - {column: similarity, min: 0.25}\n")
+    rc, out, err = run("apply", tmp_path / "r.yaml", demo_world, "--dry-run", "--json", "--reasons", tmp_path / "why.parquet")
+    assert rc == 0, err
+    d = json.loads(out)
+    import polars as pl
+
+    why = pl.read_parquet(tmp_path / "why.parquet")
+    assert why.height == d["removed"] and set(why["reason"]) <= {r["rule"] for r in d["rules"]}
+    assert d["scores"]["head_nsfw-b32"]["computed"] == 3
+    rc, out, _ = run("apply", tmp_path / "r.yaml", demo_world, "--dry-run", "--json")
+    assert json.loads(out)["scores"]["head_nsfw-b32"]["cached"] == 3 and json.loads(out)["kept"] == d["kept"]
+
+
+def test_apply_writes_the_selection(demo_world, tmp_path, capsys):
+    assert main(["apply", "laion2b-en", str(demo_world), "--out", str(tmp_path / "out")]) == 0
+    assert "rows kept" in capsys.readouterr().out
+    import workbench
+
+    out = workbench.open_collection(tmp_path / "out")
+    assert main(["apply", "laion2b-en", str(demo_world), "--dry-run", "--json"]) == 0
+    assert len(out) == json.loads(capsys.readouterr().out)["kept"]
+    assert main(["verify", str(tmp_path / "out")]) == 0
+
+
+@pytest.mark.parametrize("recipe,message", [
+    ("rules:\n  - {column: similarity, mim: 0.3}\n", "unknown setting"),
+    ("rules: [ {column: x", "not valid YAML"),
+    ("rules:\n  - {colour: red}\n", "a rule names its kind"),
+    ("rules:\n  - {column: aesthetic, min: 5}\n", "needs column(s) ['aesthetic']"),
+    ("rules:\n  - {prompt_embedding: q.npy, min: 0.2}\n", "768-d but the collection's embeddings are 512-d"),
+    ("rules:\n  - {head: aesthetic-v2-l14, min: 5}\n", "768-d embeddings but this collection's are 512-d"),
+])
+def test_bad_recipe_one_line_nonzero(demo_world, tmp_path, recipe, message):
+    np.save(tmp_path / "q.npy", np.ones(768, np.float32))
+    (tmp_path / "bad.yaml").write_text(recipe)
+    rc, out, err = run("apply", tmp_path / "bad.yaml", demo_world, "--dry-run", "--json")
+    assert rc == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (demo_world / ".workbench").exists()  # refused before any work
+    rc, _, err = run("apply", "no-such-preset", demo_world, "--dry-run")
+    assert rc == 2 and "not a preset" in err
+    rc, _, err = run("apply", "laion2b-en", demo_world)
+    assert rc == 2 and "--dry-run" in err
+
+
+def test_score_verb(demo_world, tmp_path):
+    rc, out, err = run("score", demo_world, "--prompt", "a dog", "--head", "nsfw-b32", "--json", "--out", tmp_path / "s.parquet")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert set(d["columns"]) == {"prompt_0", "head_nsfw-b32"} and d["columns"]["prompt_0"]["nulls"] == 0
+    import polars as pl
+
+    assert pl.read_parquet(tmp_path / "s.parquet").height == 6000
+    rc, _, err = run("score", demo_world)
+    assert rc == 2 and "nothing to score" in err
+
+
+def test_neighbors_verb(demo_world):
+    rc, out, err = run("neighbors", demo_world, "--row", 5, "-k", 4, "--json")
+    assert rc == 0, err
+    res = json.loads(out)["results"]
+    assert len(res) == 4 and 5 not in [r["row"] for r in res]
+    assert [r["rank"] for r in res] == [1, 2, 3, 4] and res[0]["score"] >= res[-1]["score"]
+    import workbench
+
+    c = workbench.open_collection(demo_world)
+    x = c.take_embeddings(np.arange(len(c)))
+    s = x @ x[5]
+    s[5] = -2
+    assert [r["row"] for r in res] == np.argsort(-s, kind="stable")[:4].tolist()
+    rc, out, err = run("neighbors", demo_world, "--text", "a dog in the snow", "-k", 3)
+    assert rc == 0 and len(out.strip().splitlines()) == 3, err
+    rc, _, err = run("neighbors", demo_world, "--row", 1, "--text", "x")
+    assert rc == 2 and "exactly one" in err

@@ -234,3 +234,53 @@ def test_import_does_not_load_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_load_head_contract_names_and_files(tmp_path):
+    import workbench
+
+    x = unit_rows(7, 768, 3)
+    for name in ("nsfw-l14", "aesthetic-v2-l14", "q16-l14"):
+        h = workbench.load_head(name)
+        assert callable(h) and h(x).shape == (7,) and np.allclose(h(x), head(name)(x))
+    # the shipped files, by path
+    zip_head = workbench.load_head(HEADS_DIR / "laion_nsfw_detector" / "clip_autokeras_binary_nsfw.zip")
+    np.testing.assert_allclose(zip_head(x), head("nsfw-l14")(x), atol=1e-6)
+    pth = workbench.load_head(HEADS_DIR / "improved_aesthetic_predictor" / "sac+logos+ava1-l14-linearMSE.pth")
+    np.testing.assert_allclose(pth(x), head("aesthetic-v2-l14")(x), rtol=1e-5)
+    q = workbench.load_head(HEADS_DIR / "q16" / "ViT-L-14" / "prompts.npy")
+    np.testing.assert_allclose(q(x), head("q16-l14")(x), atol=1e-5)
+    # safetensors with metadata: ReLU between layers and a sigmoid output
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    w0, w1 = rng.standard_normal((8, 768)).astype(np.float32), rng.standard_normal((1, 8)).astype(np.float32)
+    save_file({"0.weight": w0, "0.bias": np.zeros(8, np.float32), "1.weight": w1, "1.bias": np.ones(1, np.float32)},
+              str(tmp_path / "mlp.safetensors"), metadata={"activation": "relu", "output": "sigmoid"})
+    m = workbench.load_head(tmp_path / "mlp.safetensors")
+    ref = 1 / (1 + np.exp(-(np.maximum(x @ w0.T, 0) @ w1.T + 1)[:, 0]))
+    np.testing.assert_allclose(m(x), ref, rtol=1e-4, atol=1e-6)
+    assert m.kind == "probability"
+    with pytest.raises(ModelMismatchError, match="expects 768-d"):
+        m(unit_rows(2, 512, 0))
+    (tmp_path / "h.onnx").write_bytes(b"x")
+    with pytest.raises(HeadFileError, match="unknown head format"):
+        workbench.load_head(tmp_path / "h.onnx")
+    with pytest.raises(HeadFileError, match="not a known head name"):
+        workbench.load_head("nsfw-l15")
+
+
+def test_aesthetic_v2_rises_with_the_independent_v1_rating():
+    """No human-rated CLIP embeddings ship here, so the embeddings are rated by LAION's v1 predictor
+    (trained separately, on SAC ratings): v2's mean score rises across v1's rating quintiles, and
+    along v1's direction. A transposed or misordered layer would break both."""
+    x = unit_rows(5000, 768, 11)
+    v1, v2 = head("aesthetic-v1-l14")(x), head("aesthetic-v2-l14")(x)
+    edges = np.quantile(v1, [0.2, 0.4, 0.6, 0.8])
+    means = [v2[np.digitize(v1, edges) == q].mean() for q in range(5)]
+    assert all(b > a for a, b in zip(means, means[1:])), means
+    w = H._linear_chain(H._torch_state_dict(HEADS_DIR / "laion_aesthetic_v1" / "sa_0_4_vit_l_14_linear.pth"), None)[0][0][:, 0]
+    steps = [head("aesthetic-v2-l14")((x[:200] + t * w / np.linalg.norm(w)) /
+                                      np.linalg.norm(x[:200] + t * w / np.linalg.norm(w), axis=1, keepdims=True)).mean()
+             for t in (0.0, 0.3, 0.6, 1.0)]
+    assert all(b > a for a, b in zip(steps, steps[1:])), steps

@@ -36,7 +36,7 @@ def _numba():
         from . import kernels_numba as k
     except ImportError:
         return None
-    _kernels = (k.stats_f16, k.normalize_f16, k.live_counts)
+    _kernels = (k.stats_f16, k.normalize_f16, k.live_counts, k.set_bit_bounds)
     return _kernels
 
 
@@ -103,28 +103,52 @@ def normalize_rows(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, valid
 
 
-def live_counts(fail: np.ndarray, bins: np.ndarray | None = None, skip: int = -1, n_bins: int = 64):
-    """Per-rule counts in one pass over ``fail`` (k, n) bool: (removed alone, removed in order,
-    histogram of all rows, histogram of the rows that no rule other than `skip` removes).
-    ``bins`` holds each row's histogram bin (uint8; 255 = no value)."""
-    k, n = fail.shape
-    alone, seq = np.zeros(k, np.int64), np.zeros(k, np.int64)
-    h_all, h_kept = np.zeros(n_bins, np.int64), np.zeros(n_bins, np.int64)
+MAX_LIVE_RULES = 16
+
+
+def set_bit_bounds(packed: np.ndarray, v: np.ndarray, bit: int, lo: float | None, lo_incl: bool,
+                   hi: float | None, hi_incl: bool) -> None:
+    """Bit `bit` of each row's fail pattern := the row's value fails the bounds (NaN fails)."""
+    kern = _numba()
+    nan = float("nan")
+    if kern is not None and len(v):
+        kern[3](packed, v, bit, nan if lo is None else lo, lo_incl, nan if hi is None else hi, hi_incl)
+        return
+    with np.errstate(invalid="ignore"):
+        ok = v == v
+        if lo is not None:
+            ok &= (v >= lo) if lo_incl else (v > lo)
+        if hi is not None:
+            ok &= (v <= hi) if hi_incl else (v < hi)
+    mask = np.uint16(1 << bit)
+    packed &= ~mask
+    packed |= (~ok).astype(np.uint16) << np.uint16(bit)
+
+
+def live_counts(packed: np.ndarray, k: int, bins: np.ndarray | None = None, skip: int = -1, n_bins: int = 64):
+    """Counts from per-row fail patterns (uint16, bit i = rule i removes the row; k <= 16 rules):
+    (removed alone, removed in order, histogram of all rows, histogram of rows no rule but `skip`
+    removes). ``bins`` holds each row's histogram bin (uint8; >= n_bins = no value)."""
+    n = len(packed)
     if bins is None:
         bins = np.full(n, 255, np.uint8)
+    others = np.uint16(((1 << k) - 1) & ~(1 << skip if skip >= 0 else 0))
+    h_all, h_kept = np.zeros(n_bins, np.int64), np.zeros(n_bins, np.int64)
     kern = _numba()
     if kern is not None and n:
-        kern[2](fail.view(np.uint8), bins, skip, alone, seq, h_all, h_kept)
-        return alone, seq, h_all, h_kept
-    alive = np.ones(n, bool)
-    others = np.zeros(n, bool)
+        by_value = np.zeros(1 << 16, np.int64)
+        kern[2](packed, bins, others, by_value, h_all, h_kept)
+    else:
+        by_value = np.bincount(packed, minlength=1 << 16)
+        ok = bins < n_bins
+        h_all[:] = np.bincount(bins[ok], minlength=n_bins)[:n_bins]
+        h_kept[:] = np.bincount(bins[ok & ((packed & others) == 0)], minlength=n_bins)[:n_bins]
+    values = np.nonzero(by_value)[0]
+    counts = by_value[values]
+    alone, seq = np.zeros(k, np.int64), np.zeros(k, np.int64)
     for i in range(k):
-        alone[i] = np.count_nonzero(fail[i])
-        seq[i] = np.count_nonzero(fail[i] & alive)
-        alive &= ~fail[i]
-        if i != skip:
-            others |= fail[i]
-    ok = bins < n_bins
-    h_all[:] = np.bincount(bins[ok], minlength=n_bins)[:n_bins]
-    h_kept[:] = np.bincount(bins[ok & ~others], minlength=n_bins)[:n_bins]
+        has = (values >> i) & 1 == 1
+        alone[i] = counts[has].sum()
+        first = has & ((values & ((1 << i) - 1)) == 0)
+        seq[i] = counts[first].sum()
     return alone, seq, h_all, h_kept

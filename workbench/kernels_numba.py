@@ -58,25 +58,30 @@ def normalize_f16(u, out, valid):
 
 
 @nb.njit(**_OPTS)
-def live_counts(fail, bins, skip, alone, seq, hist_all, hist_kept):
-    """One pass over per-rule fail flags (k, n): rows each rule removes alone and in order, and the
-    histogram (bin index per row, 255 = no value) of all rows and of rows no rule but `skip` removes."""
-    k, n = fail.shape
+def set_bit_bounds(packed, v, bit, lo, lo_incl, hi, hi_incl):
+    """Set bit `bit` of packed[r] where v[r] fails the bounds (NaN bounds are absent; NaN values fail)."""
+    mask = np.uint16(1) << np.uint16(bit)
+    keep_bits = ~mask
+    for r in range(v.shape[0]):
+        x = v[r]
+        ok = x == x
+        if ok and lo == lo:
+            ok = x >= lo if lo_incl else x > lo
+        if ok and hi == hi:
+            ok = x <= hi if hi_incl else x < hi
+        packed[r] = (packed[r] & keep_bits) | (np.uint16(0) if ok else mask)
+
+
+@nb.njit(**_OPTS)
+def live_counts(packed, bins, others_mask, by_value, hist_all, hist_kept):
+    """One pass: how many rows carry each fail-bit pattern (k <= 16 rules), and the histogram (bin
+    index per row, >= n_bins = no value) of all rows and of rows that no rule in `others_mask` removes."""
     nb_ = hist_all.shape[0]
-    for r in range(n):
-        first = -1
-        others = False
-        for i in range(k):
-            if fail[i, r]:
-                alone[i] += 1
-                if first < 0:
-                    first = i
-                if i != skip:
-                    others = True
-        if first >= 0:
-            seq[first] += 1
+    for r in range(packed.shape[0]):
+        p = packed[r]
+        by_value[p] += 1
         b = bins[r]
         if b < nb_:
             hist_all[b] += 1
-            if not others:
+            if (p & others_mask) == 0:
                 hist_kept[b] += 1

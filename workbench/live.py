@@ -5,9 +5,10 @@
     live.counts()                                    # {"rows", "kept", "removed", "rules": [...]}
     live.histogram(2)                                # 64 bins of rule 3's column: all rows / kept by the others
 
-Nothing here reads embeddings: the rule columns are held in memory (one float per row per threshold
-rule, one bool per row per rule), and a change re-evaluates one rule with numpy, then one fused pass
-(:func:`workbench.kernels.live_counts`) counts every rule and fills the histogram.
+Nothing here reads embeddings: the threshold columns are held in memory, with one 16-bit fail
+pattern per row (bit i set = rule i removes the row; up to 16 rules). A change rewrites one bit in
+one pass, and a second pass (:func:`workbench.kernels.live_counts`) counts rows per pattern (from
+which every rule's counts follow) and fills the histogram.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from .errors import RecipeError
-from .kernels import live_counts
+from .kernels import MAX_LIVE_RULES, live_counts, set_bit_bounds
 from .recipe import _BOUNDS, RULES, Recipe, Rule, Selection
 from .schema import ROW
 
@@ -32,15 +33,31 @@ def _threshold_column(rule: Rule) -> str | None:
 
 class Live:
     def __init__(self, frame: pl.DataFrame, recipe: Recipe, bins: int = BINS):
-        self.recipe = recipe
+        if len(recipe.rules) > MAX_LIVE_RULES:
+            raise RecipeError(f"live counts handle up to {MAX_LIVE_RULES} rules; this recipe has {len(recipe.rules)}")
+        missing = sorted((recipe.columns() | {ROW}) - set(frame.columns))
+        if missing:
+            raise RecipeError(f"live counts need column(s) {missing}, which the frame lacks")
+        self.recipe = Recipe(list(recipe.rules), recipe.name, recipe.description, recipe.base)
         self.n_bins = bins
         self.rows = frame[ROW].to_numpy().astype(np.int64)
         self._frame = frame
-        self.fail = np.zeros((len(recipe.rules), len(self.rows)), dtype=bool)
-        for i, rule in enumerate(recipe.rules):
-            self.fail[i] = ~frame.select(rule.keep()).to_series().to_numpy()
+        self.packed = np.zeros(len(self.rows), np.uint16)
+        for i, rule in enumerate(self.recipe.rules):
+            self._set_bit(i, ~frame.select(rule.keep()).to_series().to_numpy())
         self._values: dict[str, np.ndarray] = {}
         self._bins: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _set_bit(self, i: int, fail: np.ndarray) -> None:
+        mask = np.uint16(1 << i)
+        self.packed &= ~mask
+        self.packed |= fail.astype(np.uint16) << np.uint16(i)
+
+    @property
+    def fail(self) -> np.ndarray:
+        """(k, n) bool: rule i removes row j."""
+        return np.stack([(self.packed >> np.uint16(i)) & 1 == 1 for i in range(len(self.recipe.rules))]) \
+            if self.recipe.rules else np.zeros((0, len(self.rows)), bool)
 
     @classmethod
     def from_collection(cls, collection, recipe: Recipe, encoder=None, progress: bool = False, bins: int = BINS) -> "Live":
@@ -55,12 +72,13 @@ class Live:
 
     # -- values and bins -----------------------------------------------------------------------------
     def values(self, column: str) -> np.ndarray:
-        """A numeric column as float64 with NaN for nulls (cached)."""
+        """A numeric column with NaN for nulls (float32 columns stay float32), cached."""
         if column not in self._values:
             s = self._frame[column]
             if not s.dtype.is_numeric():
                 raise RecipeError(f"column {column!r} is not numeric ({s.dtype})")
-            self._values[column] = s.cast(pl.Float64).fill_null(float("nan")).to_numpy()
+            dt = pl.Float32 if s.dtype == pl.Float32 else pl.Float64
+            self._values[column] = s.cast(dt).fill_null(float("nan")).to_numpy()
         return self._values[column]
 
     def edges(self, column: str) -> np.ndarray:
@@ -94,13 +112,20 @@ class Live:
         params.update({k: v for k, v in bounds.items() if v is not None})
         new = Rule(params, rule.name if rule.name != RULES[rule.kind]["name"](rule.params) else "")
         v = self.values(column)
-        keep = np.ones(len(v), bool)
-        with np.errstate(invalid="ignore"):
-            for k in _BOUNDS:
-                if k in params:
-                    t = float(params[k])
-                    keep &= {"min": v >= t, "max": v <= t, "above": v > t, "below": v < t}[k]
-        self.fail[index] = ~keep  # NaN (null) compares False: fails, as in the recipe
+        cast = (lambda t: float(np.float32(t))) if v.dtype == np.float32 else float  # compare as polars does
+        lo = hi = None
+        lo_incl = hi_incl = True
+        for k in ("min", "above"):
+            if k in params:
+                t = cast(params[k])
+                if lo is None or t > lo or (t == lo and k == "above"):
+                    lo, lo_incl = t, k == "min"
+        for k in ("max", "below"):
+            if k in params:
+                t = cast(params[k])
+                if hi is None or t < hi or (t == hi and k == "below"):
+                    hi, hi_incl = t, k == "max"
+        set_bit_bounds(self.packed, v, index, lo, lo_incl, hi, hi_incl)  # NaN (null) fails, as in the recipe
         self.recipe.rules[index] = new
 
     def set_rule(self, index: int, rule: Rule | dict) -> None:
@@ -109,15 +134,15 @@ class Live:
         missing = rule.columns() - set(self._frame.columns)
         if missing:
             raise RecipeError(f"rule {rule.name!r} needs column(s) {sorted(missing)} that are not loaded")
-        self.fail[index] = ~self._frame.select(rule.keep()).to_series().to_numpy()
+        self._set_bit(index, ~self._frame.select(rule.keep()).to_series().to_numpy())
         self.recipe.rules[index] = rule
 
     # -- results -------------------------------------------------------------------------------------
     def counts(self, histogram_of: int | None = None) -> dict:
         col = _threshold_column(self.recipe.rules[histogram_of]) if histogram_of is not None else None
         bins = self._binned(col)[0] if col else None
-        alone, seq, h_all, h_kept = live_counts(self.fail, bins, -1 if histogram_of is None else histogram_of,
-                                                self.n_bins)
+        alone, seq, h_all, h_kept = live_counts(self.packed, len(self.recipe.rules), bins,
+                                                -1 if histogram_of is None else histogram_of, self.n_bins)
         n = len(self.rows)
         kept = n - int(seq.sum())
         out = {"rows": n, "kept": kept, "removed": n - kept, "rules": [
@@ -134,10 +159,11 @@ class Live:
 
     def selection(self) -> Selection:
         k = len(self.recipe.rules)
+        fail = self.fail
         reason = np.full(len(self.rows), -1, np.int16)
-        anyf = self.fail.any(axis=0)
+        anyf = self.packed != 0
         if k:
-            reason[anyf] = self.fail[:, anyf].argmax(axis=0)
-        overlaps = np.array([[np.count_nonzero(self.fail[i] & self.fail[j]) for j in range(k)] for i in range(k)],
+            reason[anyf] = fail[:, anyf].argmax(axis=0)
+        overlaps = np.array([[np.count_nonzero(fail[i] & fail[j]) for j in range(k)] for i in range(k)],
                             dtype=np.int64).reshape(k, k)
         return Selection(self.rows, reason, [r.name for r in self.recipe.rules], np.diag(overlaps).copy(), overlaps)

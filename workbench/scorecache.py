@@ -102,7 +102,7 @@ class ScoreCache:
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".shard_{shard:05d}.", suffix=".partial")
         os.close(fd)
         try:
-            pq.write_table(table, tmp, compression="zstd")
+            pq.write_table(table, tmp, compression="lz4")  # scores barely compress: keep it cheap
             os.replace(tmp, self.path(shard))
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -155,8 +155,11 @@ class PromptScorer(Scorer):
 
     def chunk(self, view: ChunkView) -> dict[str, np.ndarray]:
         q = self.vectors if self.neg_vectors is None else np.concatenate([self.vectors, self.neg_vectors])
+        s = dots(view.raw, q, self.device)
         with np.errstate(invalid="ignore", divide="ignore"):
-            s = dots(view.raw, q, self.device) / view.norms[:, None]
+            if len(q) == 1:
+                return {self.column: np.divide(s[:, 0], view.norms, dtype=np.float32)}
+            s /= view.norms[:, None]
         k = len(self.vectors)
         pos = s[:, :k].max(axis=1) if self.reduce == "max" else s[:, :k].mean(axis=1)
         if self.neg_vectors is not None:

@@ -79,8 +79,11 @@ def cache_col(kind: str) -> str:
 
 
 def compute(collection, scorers: list[Scorer], cache: bool = True, progress: bool = False,
-            cache_dir: Path | None = None) -> ScoreResult:
-    """Score every row with every scorer (from cache where fresh) and return the columns over ``row``."""
+            cache_dir: Path | None = None, refresh: bool = False) -> ScoreResult:
+    """Score every row with every scorer (from cache where fresh) and return the columns over ``row``.
+
+    ``refresh`` scores again even where the cache is fresh (and rewrites it); ``cache=False``
+    neither reads nor writes the cache (row norms included)."""
     scorers = list(scorers)
     cols = [c for s in scorers for c in s.schema]
     dup = sorted({c for c in cols if cols.count(c) > 1})
@@ -95,7 +98,7 @@ def compute(collection, scorers: list[Scorer], cache: bool = True, progress: boo
     frames: dict[str, list] = {s.column: [None] * n_shards for s in scorers}
 
     def states(s):
-        return [caches[s.column].state(i) if cache else "missing" for i in range(n_shards)]
+        return [caches[s.column].state(i) if cache and not refresh else "missing" for i in range(n_shards)]
 
     todo: dict[str, list[str]] = {s.column: states(s) for s in scorers}
     for s in scorers:
@@ -117,6 +120,10 @@ def compute(collection, scorers: list[Scorer], cache: bool = True, progress: boo
         report[s.column]["computed"] = n_shards
         report[s.column]["seconds"] += time.perf_counter() - t0
 
+    from concurrent.futures import ThreadPoolExecutor
+
+    writer = ThreadPoolExecutor(1, thread_name_prefix="score-cache")  # cache writes overlap the next shard
+    writes = []
     bar = _progress(n_shards, progress, "scoring")
     norm_caches = {k: ScoreCache(collection, f"_norm_{k}", _NormScorer(k).spec(), root) if cache else None
                    for k in ("image", "text")}
@@ -129,11 +136,14 @@ def compute(collection, scorers: list[Scorer], cache: bool = True, progress: boo
             _score_shard(collection, i, pending, frames, report, norm_caches)
             for s in pending:
                 if cache:
-                    caches[s.column].store(i, frames[s.column][i])
+                    writes.append(writer.submit(caches[s.column].store, i, frames[s.column][i]))
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
+    writer.shutdown(wait=True)
+    for w in writes:
+        w.result()  # a failed cache write is an error, not a silent miss
 
     # assemble: cached shards are scanned lazily from their parquet files
     parts = []
