@@ -197,3 +197,60 @@ def test_neighbors_verb(demo_world):
     assert rc == 0 and len(out.strip().splitlines()) == 3, err
     rc, _, err = run("neighbors", demo_world, "--row", 1, "--text", "x")
     assert rc == 2 and "exactly one" in err
+
+
+@pytest.fixture(scope="module")
+def tiny_model_world(tmp_path_factory):
+    """A collection embedded by a real (tiny, random-weight) open_clip model, saved and loaded by path."""
+    import open_clip
+    import pyarrow as pa
+    import torch
+
+    from conftest import image_files
+    from workbench.encoders import load_encoder
+    from workbench.writer import ShardWriter
+
+    d = tmp_path_factory.mktemp("tinyclip")
+    cfg = d / "wb-cli-tiny.json"
+    cfg.write_text(json.dumps({"embed_dim": 32,
+                               "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16, "head_width": 32},
+                               "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}))
+    open_clip.add_model_config(cfg)
+    for seed, name in ((0, "a.pt"), (1, "b.pt")):
+        torch.manual_seed(seed)
+        torch.save(open_clip.create_model("wb-cli-tiny").state_dict(), d / name)
+    enc = load_encoder(cfg, d / "a.pt", device="cpu")
+    photos = image_files()
+    caps = [p.stem.replace("_", " ") for p in photos]
+    with ShardWriter(d / "coll", rows_per_shard=4, model=enc.identity) as w:
+        w.add(enc.encode_images(photos).astype(np.float16), enc.encode_text(caps).astype(np.float16),
+              pa.table({"url": [str(p) for p in photos], "caption": caps}))
+    return d, cfg, enc, photos
+
+
+def test_real_model_neighbors_and_prompts(tiny_model_world, tmp_path):
+    d, cfg, enc, photos = tiny_model_world
+    coll = d / "coll"
+    rc, out, err = run("neighbors", coll, "--image", photos[2], "--model", cfg, "--pretrained", d / "a.pt", "-k", 2, "--json")
+    assert rc == 0, err
+    res = json.loads(out)["results"]
+    assert res[0]["row"] == 2 and res[0]["score"] > 0.999  # the image itself, embedded again
+    rc, out, err = run("neighbors", coll, "--text", "a cat", "--model", cfg, "--pretrained", d / "a.pt", "-k", 3, "--json")
+    assert rc == 0, err
+    import workbench
+
+    c = workbench.open_collection(coll)
+    ref = c.take_embeddings(np.arange(len(c))) @ enc.encode_text(["a cat"])[0]
+    assert [r["row"] for r in json.loads(out)["results"]] == np.argsort(-ref, kind="stable")[:3].tolist()
+    srt = np.sort(ref)
+    cut = float((srt[3] + srt[4]) / 2)  # halfway between two rows: no float rounding can flip a row
+    (tmp_path / "r.yaml").write_text("rules:\n  - {prompt: a cat, max: %r}\n" % cut)
+    rc, out, err = run("apply", tmp_path / "r.yaml", coll, "--dry-run", "--json", "--model", cfg, "--pretrained", d / "a.pt")
+    assert rc == 0, err
+    assert json.loads(out)["kept"] == 4
+    # another checkpoint of the same architecture is another model: refused before any work
+    rc, out, err = run("apply", tmp_path / "r.yaml", coll, "--dry-run", "--model", cfg, "--pretrained", d / "b.pt")
+    assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1 and "checkpoint" in err, err
+    # without a text tower a text prompt is refused with a hint
+    rc, _, err = run("apply", tmp_path / "r.yaml", coll, "--dry-run")
+    assert rc == 2 and "--model" in err

@@ -63,7 +63,14 @@ def text_encoder(collection, model: str | None = None, pretrained: str | None = 
     if model is None:
         ident = collection.model_identity or {}
         if ident.get("name") and ident.get("pretrained"):
-            model, pretrained = ident["name"], ident["pretrained"]
+            try:
+                enc = load_encoder(ident["name"], ident["pretrained"], device=device)
+            except WorkbenchError as exc:
+                raise PromptError(f"the collection's model ({ident['name']}, {ident['pretrained']}, from its manifest) "
+                                  f"could not be loaded ({exc}); pass --model (and --pretrained) or give the prompt "
+                                  "as an embedding file", collection.path) from None
+            check_identity(enc.identity, ident, dim=collection.dim, where=collection.path)
+            return enc
         else:
             raise PromptError("text prompts need the text tower of the collection's model: pass --model "
                               "(an open_clip name/tag, a config JSON, or with --pretrained a local checkpoint), "
