@@ -1,6 +1,5 @@
 """Scorer pieces: the fp16 dot kernel, chunk views, language detection."""
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -39,3 +38,16 @@ def test_language_of_captions(tmp_path):
     assert conf[0] > 0.5 and conf[3] == 0.0
     sel = apply(c, Recipe.from_dict({"rules": [{"language": "en", "min_confidence": 0.3}]}))
     assert sel.kept_rows().tolist() == [0, 5]
+
+
+def test_resident_scores_on_a_tensor():
+    import torch
+
+    from workbench.scorers import resident_scores
+
+    x = unit_rows(500, 32, 0)
+    q = unit_rows(2, 32, 1)
+    s = resident_scores(torch.from_numpy(x), q)
+    np.testing.assert_allclose(s.numpy(), x @ q.T, atol=1e-5)
+    norms = torch.full((500,), 2.0)
+    np.testing.assert_allclose(resident_scores(torch.from_numpy(2 * x), q, norms).numpy(), x @ q.T, atol=1e-5)

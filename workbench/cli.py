@@ -78,7 +78,9 @@ def _cmd_demo(args) -> int:
     print(describe(c.info()))
     print()
     print("\n".join(summarize_world(out)))
-    print(f"\nNext: workbench info {out}   |   in Python: workbench.open_collection({str(out)!r})")
+    print(f"\nNext: workbench apply laion400m {out} --dry-run   (the LAION-400M rules, counted)")
+    print(f"      workbench neighbors {out} --text 'a dog in the snow'")
+    print(f"      in Python: workbench.open_collection({str(out)!r})")
     return EXIT_OK
 
 
@@ -155,8 +157,6 @@ def _cmd_apply(args) -> int:
 
 
 def _cmd_score(args) -> int:
-    import polars as pl
-
     from .scorers import HeadScorer, Laion400mScorer, LanguageScorer, PromptScorer, SafetyScorer, SimilarityScorer
     from .scoring import compute
 

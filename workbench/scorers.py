@@ -68,6 +68,19 @@ def dots(raw: np.ndarray, q: np.ndarray, device: str = "cpu") -> np.ndarray:
     return out
 
 
+def resident_scores(x, q, norms=None):
+    """Prompt cosines of embeddings already resident on a device (a torch tensor, e.g. fp16 on CUDA):
+    ``x @ q.T`` (divided by `norms` when given), left on that device. One matrix product: on a GPU
+    it runs at memory bandwidth (see benchmarks/bench_prompt_gpu.py)."""
+    import torch
+
+    qt = torch.as_tensor(np.atleast_2d(np.asarray(q, np.float32)), device=x.device).to(x.dtype)
+    s = x @ qt.T
+    if norms is not None:
+        s = s.float() / norms[:, None]
+    return s
+
+
 class Scorer:
     needs = "image"  # image | text | pair | metadata | global
     column = ""
