@@ -65,13 +65,20 @@ def test_nan_and_zero_rows_score_null(tmp_path):
     assert df["p"].is_null().to_list() == [False] * 7 + [True, True, False]
 
 
-def test_heads_score_unit_rows(demo_world):
+def test_heads_score_stored_unit_rows(demo_world, tmp_path):
     c = workbench.open_collection(demo_world)
     df = compute(c, [HeadScorer("nsfw", "nsfw-b32"), HeadScorer("aes", "aesthetic-v1-b32")], cache=False).collect()
-    emb = f64_unit(all_rows(c)).astype(np.float32)
-    np.testing.assert_allclose(df["aes"].to_numpy(), head("aesthetic-v1-b32")(emb), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(df["nsfw"].to_numpy(), head("nsfw-b32")(emb), atol=1e-4)
+    stored = all_rows(c).astype(np.float32)  # unit fp16 rows are fed as stored (the NSFW lookup sees fp16 values)
+    np.testing.assert_allclose(df["aes"].to_numpy(), head("aesthetic-v1-b32")(stored), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(df["nsfw"].to_numpy(), head("nsfw-b32")(stored), atol=1e-5)
     assert df["nsfw"].min() >= 0 and df["nsfw"].max() <= 1
+    # rows that are not unit (a dump that was not normalised) are normalised first
+    root = make_embeddings(tmp_path / "c", rows=(40,), dim=512, dtype="float32")
+    p = root / "img_emb" / "img_emb_0.npy"
+    np.save(p, np.load(p) * 3)
+    c3 = workbench.open_collection(root)
+    got = compute(c3, [HeadScorer("aes", "aesthetic-v1-b32")], cache=False).collect()["aes"].to_numpy()
+    np.testing.assert_allclose(got, head("aesthetic-v1-b32")(f64_unit(all_rows(c3)).astype(np.float32)), rtol=1e-4)
 
 
 def test_similarity_from_embeddings_matches_the_metadata(demo_world):

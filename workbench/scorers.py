@@ -33,6 +33,18 @@ class ChunkView:
     def unit(self) -> np.ndarray:
         return normalize_rows(np.ascontiguousarray(self.raw))[0]
 
+    @cached_property
+    def head_input(self) -> np.ndarray:
+        """What heads see: the stored values themselves (as float32) where a row is already unit
+        (|norm - 1| <= 1%: the release format), the re-normalised row otherwise. Stored values matter
+        for LAION's NSFW detector, whose categorical columns look up the printed fp16 values."""
+        unit_ok = np.abs(self.norms - 1.0) <= 0.01
+        if unit_ok.all():
+            return np.asarray(self.raw, dtype=np.float32)
+        out = self.unit.copy()
+        out[unit_ok] = np.asarray(self.raw[unit_ok], dtype=np.float32)
+        return out
+
     def __len__(self) -> int:
         return len(self.raw)
 
@@ -209,7 +221,10 @@ class HeadScorer(Scorer):
                 "info": {k: v for k, v in self.head.info.items() if k != "cv"}}
 
     def chunk(self, view: ChunkView) -> dict[str, np.ndarray]:
-        return {self.column: self.head(view.unit)}
+        x = view.head_input
+        if not view.valid.all():
+            x = np.where(view.valid[:, None], x, 0.0).astype(np.float32)  # NaN rows: scored as zeros, then nulled
+        return {self.column: self.head(x)}
 
 
 # -- similarity --------------------------------------------------------------------------------------
