@@ -84,6 +84,21 @@ def make_embeddings(root: Path, rows=(5, 7, 3), dim=16, dtype="float16", padding
     return root
 
 
+def make_collection(root: Path, arrays: list, text: list | None = None):
+    """A LAION-layout collection from given per-shard arrays, with laion400m-style metadata; opened."""
+    import workbench
+
+    start = 0
+    for i, a in enumerate(arrays):
+        write_npy(root / "img_emb" / f"img_emb_{i}.npy", a)
+        if text is not None:
+            write_npy(root / "text_emb" / f"text_emb_{i}.npy", text[i])
+        (root / "metadata").mkdir(parents=True, exist_ok=True)
+        pq.write_table(laion400m_table(len(a), start), root / "metadata" / f"metadata_{i}.parquet")
+        start += len(a)
+    return workbench.open_collection(root)
+
+
 def make_parquet_only(root: Path, rows=(6, 4), with_scores=True) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     start = 0

@@ -251,7 +251,7 @@ def _cmd_neighbors(args) -> int:
 
 
 def _cmd_index(args) -> int:
-    from .neighbors import build_index
+    from .faissindex import build_index
 
     c = _open(args)
     info = build_index(c, args.out, kind=args.kind, memory_budget=args.memory_budget, factory=args.factory,
