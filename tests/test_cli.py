@@ -153,6 +153,7 @@ def test_apply_writes_the_selection(demo_world, tmp_path, capsys):
     ("rules: [ {column: x", "not valid YAML"),
     ("rules:\n  - {colour: red}\n", "a rule names its kind"),
     ("rules:\n  - {column: aesthetic, min: 5}\n", "needs column(s) ['aesthetic']"),
+    ("rules:\n  - {prompt: a cat, max: 0.2}\n  - {column: aesthetic, min: 5}\n", "needs column(s) ['aesthetic']"),
     ("rules:\n  - {prompt_embedding: q.npy, min: 0.2}\n", "768-d but the collection's embeddings are 512-d"),
     ("rules:\n  - {head: aesthetic-v2-l14, min: 5}\n", "768-d embeddings but this collection's are 512-d"),
 ])

@@ -242,6 +242,13 @@ def apply(collection, recipe, encoder=None, cache: bool = True, progress: bool =
 
     scorers = recipe_scorers(collection, recipe, encoder, device)
     lf = collection.metadata
+    have = set(lf.collect_schema().names()) | {c for s in scorers for c in s.schema}
+    if scores is not None:
+        have |= set(scores.lazy().collect_schema().names())
+    missing = sorted(recipe.columns() - have - {ROW})
+    if missing:  # before any scoring work
+        raise RecipeError(f"recipe {recipe.name!r} needs column(s) {missing}, which the data lacks "
+                          f"(it has: {', '.join(sorted(have))})", collection.path)
     report = {}
     if scorers:
         res = compute(collection, scorers, cache=cache, progress=progress)
