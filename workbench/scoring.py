@@ -52,7 +52,25 @@ class ScoreResult:
         return self.frame.collect()
 
 
-def _progress(total: int, enabled: bool, desc: str):
+class _Callback:
+    """tqdm's update/close for a progress callable(done, total)."""
+
+    def __init__(self, fn, total: int):
+        self.fn, self.total, self.done = fn, total, 0
+        fn(0, total)
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        self.fn(self.done, self.total)
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled, desc: str):
+    """A progress bar: ``True`` for tqdm, a callable(done, total) for a notebook widget, else none."""
+    if callable(enabled):
+        return _Callback(enabled, total)
     if not enabled:
         return None
     from tqdm.auto import tqdm
@@ -110,7 +128,7 @@ def compute(collection, scorers: list[Scorer], cache: bool = True, progress: boo
     # whole-collection scorers
     for s in [s for s in scorers if s.needs == "global" and any(st != "fresh" for st in todo[s.column])]:
         t0 = time.perf_counter()
-        arrays = s.compute_all(collection, progress=progress)
+        arrays = s.compute_all(collection, progress=bool(progress) and not callable(progress))
         for i in range(n_shards):
             a, b = int(collection.offsets[i]), int(collection.offsets[i + 1])
             f = s.finish({k: v[a:b] for k, v in arrays.items()}, np.ones(b - a, bool))

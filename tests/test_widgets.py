@@ -1,0 +1,144 @@
+"""The notebook UI driven from Python: set a slider, assert the counts; lasso, assert the gallery."""
+import re
+
+import numpy as np
+import polars as pl
+import pytest
+
+import workbench
+from conftest import make_embeddings
+from widgets import Workbench
+from widgets.gallery import item_html
+from workbench.demo import load_ground_truth
+from workbench.recipe import Recipe
+from workbench.scoring import apply
+
+
+def total(wb) -> str:
+    return re.search(r"kept ([\d,]+)</b> of ([\d,]+)", wb.filters.counts.value).group(0)
+
+
+def kept_shown(wb) -> int:
+    return int(re.search(r"kept ([\d,]+)</b>", wb.filters.counts.value).group(1).replace(",", ""))
+
+
+@pytest.fixture
+def wb(demo_world):
+    return Workbench(demo_world, max_points=1000, projection="pca")
+
+
+def test_panel_sliders_map_and_counts(wb):
+    assert "wb-panel" in wb.panel._dom_classes and "wb-map" in wb.map.fig._dom_classes
+    assert [s.description for s in wb.filters.sliders] == ["similarity >=", "punsafe <", "pwatermark <"]
+    assert "wb-filters" in wb.filters.sliders_box._dom_classes and "wb-counts" in wb.filters.counts._dom_classes
+    assert len(wb.map.fig.data[0].x) == 1000 and "1,000</b> of 6,000 rows drawn" in wb.map.info.value
+    assert kept_shown(wb) == wb.workspace.counts()["kept"]
+    # the first slider moves the counts, the histogram and the map colours
+    before = kept_shown(wb)
+    wb.filters.sliders[0].value = 0.33
+    assert kept_shown(wb) < before
+    sel = apply(wb.workspace.collection, Recipe.from_dict(wb.workspace.recipe.to_dict()))
+    assert kept_shown(wb) == sel.kept
+    assert wb.filters.hist.layout.title.text == "similarity" and sum(wb.filters.hist.data[0].y) > 0
+    colours = np.asarray(wb.map.fig.data[0].marker.color)
+    assert np.array_equal(colours, wb.workspace.kept_mask()[wb.map.data.rows].astype(np.uint8))
+    assert "min: 0.33" in wb.recipe_view.text.value
+
+
+def test_lasso_fills_the_gallery_and_becomes_a_rule(wb):
+    assert not wb.gallery.grid.children
+    wb.map.select_points(range(0, 1000, 10))  # 100 drawn points
+    assert len(wb.workspace.selection) == 100 and len(wb.gallery.grid.children) == 48
+    assert all("wb-item" in box._dom_classes for box in wb.gallery.grid.children)
+    assert "48 shown of 100 selected" in wb.gallery.note.value
+    before = wb.workspace.counts()["removed"]
+    wb.gallery.drop_btn.click()
+    assert wb.workspace.recipe.rules[-1].kind == "drop_rows" and wb.workspace.counts()["removed"] > before
+    assert "drop 100 selected rows" in wb.filters.counts.value
+    wb.gallery.source.value = "removed by: drop 100 selected rows"
+    assert {p.row for p in wb.gallery.picks} <= set(wb.workspace.selection.tolist())
+
+
+def test_controls_call_the_workspace(wb, tmp_path):
+    wb.filters.preset.value = "laion2b-en"
+    assert [r.kind for r in wb.workspace.recipe.rules] == ["caption_length", "dedup", "column"]
+    assert len(wb.filters.sliders) == 1 and wb.filters.dedup_exact.value
+    wb.filters.dedup_exact.value = False
+    assert [r.kind for r in wb.workspace.recipe.rules] == ["caption_length", "column"]
+    wb.filters.prompt.value = "a watermark"
+    wb.filters.add_prompt.click()
+    assert wb.workspace.recipe.rules[-1].kind == "prompt" and len(wb.filters.sliders) == 2
+    assert wb.filters.sliders[1].description.startswith("prompt_")
+    before = kept_shown(wb)
+    s = wb.filters.sliders[1]
+    s.value = s.min + (s.max - s.min) / 2  # a prompt cut through the middle of its range
+    assert 0 < kept_shown(wb) < before
+    wb.recipe_view.path.value = str(tmp_path / "r.yaml")
+    wb.recipe_view.save_btn.click()
+    assert (tmp_path / "r.yaml").exists() and "error" not in wb.messages.value
+    wb.recipe_view.out.value = str(tmp_path / "out")
+    wb.recipe_view.export_btn.click()
+    assert len(workbench.open_collection(tmp_path / "out")) == kept_shown(wb)
+    assert "wrote" in wb.recipe_view.status.value
+    # errors are shown in the panel, not raised
+    wb.recipe_view.export_btn.click()  # the folder is not empty now
+    assert "export" in wb.messages.value and "#b00" in wb.messages.value
+    s.value = s.min
+    wb.recipe_view.out.value = str(tmp_path / "none")
+    wb.recipe_view.export_btn.click()
+    assert kept_shown(wb) == 0 and "nothing to export" in wb.messages.value
+
+
+def test_labels_and_probe_from_the_gallery(demo_world):
+    wb = Workbench(demo_world, max_points=6000, projection="pca")
+    truth = load_ground_truth(demo_world)
+    wm = np.nonzero(truth["has_watermark"].to_numpy())[0]
+    pos = {int(r): i for i, r in enumerate(wb.map.data.rows)}
+    wb.map.select_points([pos[r] for r in wm[:20]])
+    for p in wb.gallery.picks:
+        p.value = True
+    wb.gallery.label_name.value = "watermark"
+    wb.gallery.label_btn.click()
+    assert sum(1 for v in wb.workspace.labels.values() if v == "watermark") == 20
+    wb.gallery.probe_btn.click()
+    assert wb.workspace.recipe.rules[-1].kind == "head" and "watermark&#x27; trained (cross-validated" in wb.messages.value
+    assert wb.filters.sliders[-1].description.startswith("head_watermark")
+
+
+def hostile(tmp_path):
+    root = make_embeddings(tmp_path / "c", rows=(6,), dim=16)
+    p = root / "metadata" / "metadata_0.parquet"
+    df = pl.read_parquet(p).with_columns(pl.Series("TEXT", [
+        "<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "a & b \" ' <b>bold</b>",
+        "plain", None, "x" * 300]))
+    df.write_parquet(p)
+    return root
+
+
+def test_captions_render_escaped(tmp_path):
+    wb = Workbench(hostile(tmp_path), max_points=100, projection="pca")
+    wb.map.select_points(range(6))
+    html = "".join(box.children[0].value for box in wb.gallery.grid.children)
+    assert "<script>" not in html and "<img src=x" not in html and "<b>bold" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;img src=x onerror=alert(2)&gt;" in html
+    assert "wb-noimg" in html  # no images: captions and scores shown
+    for box in wb.gallery.grid.children:  # the only tags are the ones the gallery writes
+        tags = set(re.findall(r"<\s*([a-zA-Z]+)", box.children[0].value))
+        assert tags <= {"div", "span", "br", "b", "img", "input", "label"}, tags
+        assert "onerror" not in re.sub(r"&lt;.*?&gt;", "", box.children[0].value)
+
+
+def test_unsafe_items_are_blurred_until_clicked():
+    safe = {"row": 1, "caption": "a cat", "thumbnail": b"\xff\xd8jpeg", "unsafe": False, "kept": True, "scores": {}}
+    risky = {**safe, "row": 2, "unsafe": True}
+    assert "wb-blur" not in item_html(safe) and "data:image/jpeg;base64," in item_html(safe)
+    h = item_html(risky)
+    assert "wb-blur" in h and "type='checkbox' class='wb-reveal'" in h and "<label class='wb-blurlabel'" in h
+
+
+def test_umap_replaces_the_quick_view(demo_world):
+    wb = Workbench(demo_world, max_points=500, projection="auto", background=False,
+                   projection_params={"sample": 1500, "n_epochs": 30})
+    assert wb.map.data.method == "umap" and len(wb.map.fig.data[0].x) == 500
+    again = Workbench(demo_world, max_points=500, projection_params={"sample": 1500, "n_epochs": 30})
+    assert again.map.data.method == "umap" and again.umap_thread is None  # cached: drawn at once

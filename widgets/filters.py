@@ -1,0 +1,127 @@
+"""The filter panel: preset picker, prompt box, dedup toggles, one slider per threshold rule, the
+counts (kept/removed and per rule) and the histogram of the rule last moved."""
+from __future__ import annotations
+
+import html
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+
+from workbench.recipe import PRESETS
+
+BOUND_KEYS = ("min", "above", "max", "below")
+
+
+def counts_html(c: dict) -> str:
+    """Kept/removed and a per-rule table; rule names come from the recipe (escaped all the same)."""
+    n = max(c["rows"], 1)
+    head = (f"<div class='wb-total'><b>kept {c['kept']:,}</b> of {c['rows']:,} rows "
+            f"({100 * c['kept'] / n:.1f}%) &middot; removed {c['removed']:,}</div>")
+    rows = "".join(
+        f"<tr><td>{html.escape(r['rule'])}</td><td style='text-align:right'>{r['removed_alone']:,}</td>"
+        f"<td style='text-align:right'>{r['removed_in_order']:,}</td><td style='text-align:right'>{r['remaining']:,}</td></tr>"
+        for r in c["rules"])
+    table = ("<table class='wb-rules' style='font-size:12px'><tr><th>rule</th><th>removes alone</th>"
+             f"<th>in order</th><th>remaining</th></tr>{rows}</table>") if c["rules"] else "<i>no rules yet</i>"
+    return head + table
+
+
+class FilterPanel:
+    def __init__(self, workbench):
+        self.wb = workbench
+        self.preset = W.Dropdown(options=["(choose a preset)", *PRESETS], description="preset",
+                                 layout=W.Layout(width="320px"))
+        self.preset.observe(self._on_preset, names="value")
+        self.prompt = W.Text(placeholder="a watermark", description="prompt", layout=W.Layout(width="320px"))
+        self.add_prompt = W.Button(description="add prompt rule", icon="plus")
+        self.add_prompt.on_click(self._on_prompt)
+        self.dedup_exact = W.Checkbox(description="exact duplicates (url + caption)", value=False, indent=False)
+        self.dedup_semantic = W.Checkbox(description="near-duplicates (cos >= 0.94)", value=False, indent=False)
+        self.dedup_exact.observe(lambda ch: self._toggle("dedup_exact", {"dedup": "exact"}, ch["new"]), names="value")
+        self.dedup_semantic.observe(lambda ch: self._toggle("dedup_semantic", {"dedup": "semantic", "threshold": 0.94},
+                                                            ch["new"]), names="value")
+        self.sliders_box = W.VBox()
+        self.sliders_box.add_class("wb-filters")
+        self.sliders: list[W.FloatSlider] = []
+        self.counts = W.HTML()
+        self.counts.add_class("wb-counts")
+        self.message = W.HTML()
+        self.hist = go.FigureWidget(layout=go.Layout(height=180, margin=dict(l=30, r=10, t=25, b=25), barmode="overlay",
+                                                     showlegend=False, title=dict(text="", font=dict(size=12))))
+        self.hist.add_bar(x=[], y=[], marker_color="#bbbbbb", name="all rows")
+        self.hist.add_bar(x=[], y=[], marker_color="#1f77b4", name="kept by the other rules")
+        self.box = W.VBox([self.preset, W.HBox([self.prompt, self.add_prompt]), self.dedup_exact, self.dedup_semantic,
+                           self.sliders_box, self.counts, self.hist, self.message],
+                          layout=W.Layout(width="480px"))
+        self._syncing = False
+
+    # -- sliders ---------------------------------------------------------------------------------
+    def rebuild(self) -> None:
+        """One slider per threshold rule of the current recipe."""
+        ws = self.wb.workspace
+        self.sliders = []
+        self._slider_rule = []
+        for index, column in ws.threshold_rules():
+            rule = ws.recipe.rules[index]
+            key = next(k for k in BOUND_KEYS if k in rule.params)
+            edges = ws.live.edges(column)
+            lo, hi = float(edges[0]), float(edges[-1])
+            value = float(np.clip(float(rule.params[key]), lo, hi))
+            s = W.FloatSlider(value=value, min=lo, max=hi, step=(hi - lo) / 500 or 0.001, readout_format=".3f",
+                              description=f"{column} {dict(min='>=', above='>', max='<=', below='<')[key]}",
+                              continuous_update=False, style={"description_width": "140px"},
+                              layout=W.Layout(width="460px"))
+            s.observe(self._on_slider, names="value")
+            self.sliders.append(s)
+            self._slider_rule.append((index, key))
+        self.sliders_box.children = self.sliders
+        self._syncing = True
+        try:
+            self.dedup_exact.value = any(r.params.get("dedup") == "exact" for r in ws.recipe.rules)
+            self.dedup_semantic.value = any(r.params.get("dedup") == "semantic" for r in ws.recipe.rules)
+        finally:
+            self._syncing = False
+
+    def _on_slider(self, change) -> None:
+        i = self.sliders.index(change["owner"])
+        index, key = self._slider_rule[i]
+        c = self.wb.workspace.set_bounds(index, **{key: float(change["new"])})
+        self.show(c)  # counts first: they are what the curator waits for
+        self.wb.after_change(histogram=c.get("histogram"))
+
+    # -- counts and histogram --------------------------------------------------------------------
+    def show(self, c: dict) -> None:
+        self.counts.value = counts_html(c)
+
+    def show_histogram(self, h: dict | None) -> None:
+        if not h:
+            return
+        e = np.asarray(h["edges"])
+        mid = (e[:-1] + e[1:]) / 2
+        with self.hist.batch_update():
+            self.hist.data[0].x, self.hist.data[0].y = mid, h["all"]
+            self.hist.data[1].x, self.hist.data[1].y = mid, h["kept_by_other_rules"]
+            self.hist.layout.title.text = html.escape(h["column"])
+
+    # -- actions ---------------------------------------------------------------------------------
+    def _on_preset(self, change) -> None:
+        if change["new"] in PRESETS:
+            self.wb.run(lambda: self.wb.workspace.use_preset(change["new"], progress=self.wb.progress_callback()),
+                        f"preset {change['new']}")
+
+    def _on_prompt(self, _button) -> None:
+        text = self.prompt.value.strip()
+        if text:
+            self.wb.run(lambda: self.wb.workspace.add_prompt(text, progress=self.wb.progress_callback()),
+                        f"prompt {text!r}")
+
+    def _toggle(self, tag: str, rule: dict, on: bool) -> None:
+        if self._syncing:
+            return
+        ws = self.wb.workspace
+        existing = [i for i, r in enumerate(ws.recipe.rules) if r.params.get("dedup") == rule["dedup"]]
+        if on and not existing:
+            self.wb.run(lambda: ws.add_rule(rule, progress=self.wb.progress_callback()), tag)
+        elif not on and existing:
+            self.wb.run(lambda: ws.remove_rule(existing[0]), tag)

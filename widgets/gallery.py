@@ -1,0 +1,132 @@
+"""The gallery: thumbnails (or captions and scores alone) of the lasso selection, of the rows a rule
+removes, or of the top of a prompt; unsafe rows blurred until clicked; items picked for labelling.
+
+Captions are web text: every caption, URL and label is HTML-escaped before it is rendered, so a
+caption holding ``<script>`` or ``<img onerror=...>`` shows as text.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import itertools
+
+import ipywidgets as W
+
+STYLE = """<style>
+.wb-gallery .wb-item { width: 176px; }
+.wb-gallery .wb-thumb { width: 160px; height: 160px; display: flex; align-items: center; justify-content: center;
+  background: #f3f3f3; overflow: hidden; cursor: default; }
+.wb-gallery .wb-thumb img { max-width: 160px; max-height: 160px; }
+.wb-gallery input.wb-reveal { display: none; }
+.wb-gallery .wb-blur img, .wb-gallery .wb-blur .wb-noimg { filter: blur(18px); }
+.wb-gallery label.wb-blurlabel { cursor: pointer; display: block; }
+.wb-gallery input.wb-reveal:checked + label .wb-blur img,
+.wb-gallery input.wb-reveal:checked + label .wb-blur .wb-noimg { filter: none; }
+.wb-gallery .wb-caption { font-size: 11px; line-height: 1.25; max-height: 4.2em; overflow: hidden; word-break: break-word; }
+.wb-gallery .wb-meta { font-size: 10px; color: #555; }
+.wb-gallery .wb-removed { color: #b00; }
+</style>"""
+
+_ids = itertools.count()
+
+
+def item_html(item: dict, show_scores: tuple = ()) -> str:
+    """One gallery item as HTML. Unsafe items are blurred; a click (a CSS-only checkbox) reveals them."""
+    caption = html.escape(str(item.get("caption") or ""))  # web text
+    if item.get("thumbnail"):
+        img = f"<img alt='row {item['row']}' src='data:image/jpeg;base64,{base64.b64encode(item['thumbnail']).decode()}'>"
+    else:
+        img = f"<div class='wb-noimg' style='font-size:11px;padding:6px'>{caption or '(no caption)'}</div>"
+    thumb = f"<div class='wb-thumb{' wb-blur' if item.get('unsafe') else ''}'>{img}</div>"
+    if item.get("unsafe"):
+        uid = f"wb-r{next(_ids)}"
+        thumb = (f"<input type='checkbox' class='wb-reveal' id='{uid}'>"
+                 f"<label class='wb-blurlabel' for='{uid}' title='above the unsafe threshold: click to reveal'>{thumb}</label>")
+    scores = " ".join(f"{html.escape(k)}={v:.3f}" for k, v in item.get("scores", {}).items()
+                      if k in show_scores and isinstance(v, (int, float)))
+    state = ("kept" if item.get("kept") else f"<span class='wb-removed'>removed: {html.escape(str(item.get('reason')))}</span>")
+    label = f" &middot; label <b>{html.escape(item['label'])}</b>" if item.get("label") else ""
+    return (f"{thumb}<div class='wb-caption' title='{caption}'>{caption}</div>"
+            f"<div class='wb-meta'>row {item['row']} &middot; {state}{label}<br>{scores}</div>")
+
+
+class Gallery:
+    def __init__(self, workbench, limit: int = 48):
+        self.wb = workbench
+        self.limit = limit
+        self.rows: list[int] = []
+        self.source = W.Dropdown(options=["lasso selection"], description="show", layout=W.Layout(width="360px"))
+        self.source.observe(lambda ch: self.refresh(), names="value")
+        self.remote = W.Checkbox(description="fetch remote images (contacts the URLs' hosts)", value=False, indent=False)
+        self.remote.observe(lambda ch: self.refresh(), names="value")
+        self.label_name = W.Text(value="watermark", description="label", layout=W.Layout(width="240px"))
+        self.label_btn = W.Button(description="label picked", icon="tag")
+        self.unlabel_btn = W.Button(description="clear labels of picked")
+        self.probe_btn = W.Button(description="train probe on label", icon="graduation-cap")
+        self.drop_btn = W.Button(description="drop selection", icon="minus-circle")
+        self.keep_btn = W.Button(description="keep only selection", icon="check-circle")
+        self.label_btn.on_click(lambda _b: self._label(self.label_name.value.strip() or None))
+        self.unlabel_btn.on_click(lambda _b: self._label(None))
+        self.probe_btn.on_click(lambda _b: self.wb.train_probe(self.label_name.value.strip()))
+        self.drop_btn.on_click(lambda _b: self.wb.run(self.wb.workspace.drop_selection, "drop selection"))
+        self.keep_btn.on_click(lambda _b: self.wb.run(self.wb.workspace.keep_selection, "keep only selection"))
+        self.style = W.HTML(STYLE)
+        self.grid = W.GridBox(layout=W.Layout(grid_template_columns="repeat(auto-fill, 180px)", grid_gap="6px"))
+        self.grid.add_class("wb-gallery")
+        self.note = W.HTML()
+        self.picks: list[W.ToggleButton] = []
+        self.box = W.VBox([W.HBox([self.source, self.remote]),
+                           W.HBox([self.drop_btn, self.keep_btn, self.label_name, self.label_btn, self.unlabel_btn,
+                                   self.probe_btn]),
+                           self.note, self.style, self.grid])
+
+    def update_sources(self) -> None:
+        ws = self.wb.workspace
+        opts = ["lasso selection"] + [f"removed by: {r.name}" for r in ws.recipe.rules] + \
+               [f"top of: {r.name}" for r in ws.recipe.rules if r.kind in ("prompt", "head")]
+        value = self.source.value if self.source.value in opts else "lasso selection"
+        self.source.options = opts
+        self.source.value = value
+
+    def _rows(self) -> list[int]:
+        ws = self.wb.workspace
+        src = self.source.value
+        if src == "lasso selection":
+            return ws.selection[: self.limit].tolist()
+        names = [r.name for r in ws.recipe.rules]
+        if src.startswith("removed by: "):
+            return ws.removed_by(names.index(src[len("removed by: "):]), self.limit).tolist()
+        rule = ws.recipe.rules[names.index(src[len("top of: "):])]
+        return ws.top_by(next(iter(rule.columns())), self.limit).tolist()
+
+    def refresh(self) -> None:
+        ws = self.wb.workspace
+        self.rows = self._rows()
+        items = ws.gallery(self.rows, limit=self.limit, allow_remote=self.remote.value)
+        show = tuple(c for _, c in ws.threshold_rules())
+        children, self.picks = [], []
+        for it in items:
+            pick = W.ToggleButton(description="pick", layout=W.Layout(width="80px"))
+            pick.row = it["row"]
+            self.picks.append(pick)
+            h = W.HTML(item_html(it, show))
+            box = W.VBox([h, pick])
+            box.add_class("wb-item")
+            children.append(box)
+        self.grid.children = children
+        n_sel = len(ws.selection)
+        self.note.value = (f"{len(items)} shown" + (f" of {n_sel:,} selected" if self.source.value == "lasso selection" else "")
+                           + ("" if items or self.source.value != "lasso selection" else " &middot; draw a lasso on the map"))
+
+    def picked(self) -> list[int]:
+        return [p.row for p in self.picks if p.value]
+
+    def _label(self, name) -> None:
+        rows = self.picked()
+        if not rows:
+            self.wb.say("pick gallery items first")
+            return
+        self.wb.workspace.label(rows, name)
+        self.wb.say(f"{len(rows)} rows {'labelled ' + repr(name) if name else 'unlabelled'}; "
+                    f"{len(self.wb.workspace.labels)} labelled in all")
+        self.refresh()

@@ -1,0 +1,184 @@
+"""`Workbench(collection)`: the one-panel curation UI over a :class:`workbench.workspace.Workspace`."""
+from __future__ import annotations
+
+import html
+import threading
+import traceback
+
+import ipywidgets as W
+import numpy as np
+
+from workbench.recipe import Recipe
+from workbench.workspace import Workspace
+
+from .filters import FilterPanel
+from .gallery import Gallery
+from .mapview import MapView
+from .recipeview import RecipeView
+
+DEFAULT_RULES = ({"column": "similarity", "min": 0.28}, {"column": "punsafe", "below": 0.5},
+                 {"column": "pwatermark", "below": 0.8})
+
+
+class Workbench:
+    """The curation panel. ``Workbench(collection_or_path, recipe=None)``; display it in a notebook.
+
+    - `recipe`: a Recipe, a preset name or a recipe file; by default, sliders for the columns the
+      collection has among similarity (>= 0.28), punsafe (< 0.5) and pwatermark (< 0.8).
+    - `max_points`: at most this many rows drawn on the map (stratified over clusters).
+    - `projection`: "auto" (UMAP when cached, else a quick PCA view while UMAP computes in the
+      background), "umap" (compute now), or "pca" (never compute UMAP).
+    - `background`: compute UMAP on a thread (the panel stays usable) or before returning.
+
+    Every control calls the workspace (``wb.workspace``): anything done here can be done in code.
+    """
+
+    def __init__(self, collection, recipe=None, max_points: int = 200_000, projection: str = "auto",
+                 background: bool = True, encoder=None, projection_params: dict | None = None):
+        if recipe is None:
+            ws = Workspace(collection, None, encoder=encoder)
+            have = set(ws.frame.columns)
+            recipe = Recipe.from_dict({"name": "my-subset", "rules": [r for r in DEFAULT_RULES if r["column"] in have]})
+            ws.set_recipe(recipe)
+        else:
+            ws = Workspace(collection, recipe, encoder=encoder)
+        self.workspace = ws
+        self.max_points = max_points
+        self.projection_params = projection_params or {}
+        self.messages = W.HTML()
+        self.progress_bar = W.FloatProgress(min=0, max=1, description="", layout=W.Layout(width="240px", visibility="hidden"))
+        self.map = MapView(self._on_select)
+        self.filters = FilterPanel(self)
+        self.gallery = Gallery(self)
+        self.recipe_view = RecipeView(self)
+        self.map.color_by.observe(lambda ch: self.map.recolor(self.workspace.kept_mask()), names="value")
+        details = W.Accordion(children=[self.recipe_view.box], titles=("recipe, save/load, export",))
+        self.panel = W.VBox([
+            W.HBox([self.map.box, self.filters.box]),
+            W.HBox([self.progress_bar, self.messages]),
+            self.gallery.box,
+            details,
+        ])
+        self.panel.add_class("wb-panel")
+        self.umap_thread: threading.Thread | None = None
+        self.refresh()
+        self._draw_map(projection, background)
+
+    # -- display ---------------------------------------------------------------------------------
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.panel)
+
+    # -- refresh after a change ------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Rebuild everything that depends on the recipe (after a rule is added, removed, loaded)."""
+        self.filters.rebuild()
+        c = self.workspace.counts(histogram_of=self.workspace.threshold_rules()[0][0]
+                                  if self.workspace.threshold_rules() else None)
+        self.filters.show(c)
+        self.filters.show_histogram(c.get("histogram"))
+        self.gallery.update_sources()
+        self.recipe_view.refresh()
+        self.map.recolor(self.workspace.kept_mask())
+
+    def after_change(self, histogram=None) -> None:
+        """After a slider move: histogram, map colours, gallery flags, recipe text (counts are shown first)."""
+        self.filters.show_histogram(histogram)
+        self.map.recolor(self.workspace.kept_mask())
+        self.recipe_view.refresh()
+
+    def say(self, text: str, error: bool = False) -> None:
+        colour = "#b00" if error else "#333"
+        self.messages.value = f"<span style='color:{colour}'>{html.escape(text)}</span>"
+
+    def progress_callback(self):
+        bar = self.progress_bar
+
+        def update(done, total):
+            bar.layout.visibility = "visible"
+            bar.value = (done / total) if total else 0
+            if total and done >= total:
+                bar.layout.visibility = "hidden"
+        return update
+
+    def run(self, action, what: str, rebuild: bool = True):
+        """Run a workspace action, report errors in the panel (never a traceback in the UI)."""
+        try:
+            out = action()
+        except Exception as exc:  # noqa: BLE001 - shown to the curator, who can fix the input
+            self.say(f"{what}: {exc}", error=True)
+            self._last_traceback = traceback.format_exc()
+            return None
+        if rebuild:
+            self.refresh()
+            self.gallery.refresh()
+        self.say(f"{what}: done")
+        return out
+
+    # -- map -------------------------------------------------------------------------------------
+    def _scores(self) -> dict:
+        f = self.workspace.frame
+        return {c: f[c].cast(float).to_numpy() for c in f.columns
+                if c not in ("row", "cluster") and f[c].dtype.is_numeric()}
+
+    def _draw_map(self, projection: str, background: bool) -> None:
+        ws = self.workspace
+        cached = projection == "auto" and ws.projection_cached(**self.projection_params)
+        first = "umap" if (cached or (projection == "umap" and not background)) else "pca"
+        data = ws.map_data(self.max_points, projection=first, **self.projection_params)
+        self.map.set_data(data, ws.kept_mask(), self._scores())
+        if first == "pca" and projection in ("auto", "umap"):
+            if background:
+                self.umap_thread = threading.Thread(target=self._compute_umap, daemon=True, name="workbench-umap")
+                self.umap_thread.start()
+            else:
+                self._compute_umap()
+
+    def _compute_umap(self) -> None:
+        bar = self.map.progress
+        stages = {"sample": 0.05, "umap": 0.1, "place": 0.7, "done": 1.0}
+
+        def progress(stage, fraction=None):
+            bar.layout.visibility = "visible"
+            bar.description = stage
+            base = stages.get(stage, 0.0)
+            bar.value = base if fraction is None else min(1.0, base + (0.3 if stage == "place" else 0.6) * fraction)
+
+        try:
+            self.map.status.value = "UMAP computing (the first run in a kernel also compiles numba: about a minute)"
+            self.workspace.compute_projection(progress=progress, **self.projection_params)
+            data = self.workspace.map_data(self.max_points, projection="umap", **self.projection_params)
+            self.map.set_data(data, self.workspace.kept_mask(), self._scores())
+            self.map.status.value = ""
+        except Exception as exc:  # noqa: BLE001 - the quick view stays; say why UMAP is missing
+            self.map.status.value = f"<span style='color:#b00'>UMAP failed: {html.escape(str(exc))}</span>"
+        finally:
+            bar.layout.visibility = "hidden"
+
+    def wait_for_map(self, timeout: float | None = None) -> bool:
+        """Block until a background UMAP is drawn (for scripts and tests)."""
+        if self.umap_thread is not None:
+            self.umap_thread.join(timeout)
+            return not self.umap_thread.is_alive()
+        return True
+
+    # -- selection, labels -------------------------------------------------------------------------
+    def _on_select(self, rows: np.ndarray) -> None:
+        self.workspace.select(rows)
+        if self.gallery.source.value != "lasso selection":
+            self.gallery.source.value = "lasso selection"  # refreshes
+        else:
+            self.gallery.refresh()
+        self.say(f"{len(rows):,} rows selected")
+
+    def train_probe(self, name: str) -> None:
+        def go():
+            probe, path, col = self.workspace.train_probe(name, progress=self.progress_callback())
+            self.workspace.add_rule({"head": str(path), "below": 0.5, "name": f"probe {name} < 0.5"})
+            cv = probe.cv
+            pr = "" if cv.get("precision") is None else f" (cross-validated precision {cv['precision']:.2f}, recall {cv['recall']:.2f})"
+            return pr
+        pr = self.run(go, f"probe {name!r}")
+        if pr is not None:
+            self.say(f"probe {name!r} trained{pr}; it is now a score column and a rule")
