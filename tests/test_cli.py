@@ -255,3 +255,18 @@ def test_real_model_neighbors_and_prompts(tiny_model_world, tmp_path):
     # without a text tower a text prompt is refused with a hint
     rc, _, err = run("apply", tmp_path / "r.yaml", coll, "--dry-run")
     assert rc == 2 and "--model" in err
+
+
+def test_map_verb_caches_the_projection(demo_world):
+    args = ("map", demo_world, "--sample", 1000, "--n-epochs", 20, "--json")
+    rc, out, err = run(*args)
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["report"]["computed"] == 3 and d["rows"] == 6000
+    rc, out, _ = run(*args)
+    assert json.loads(out)["report"]["cached"] == 3
+    rc, out, _ = run("map", demo_world, "--sample", 1000, "--n-epochs", 20, "--progress-json")
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert lines[-1]["done"] is True
+    rc, _, err = run("map", demo_world, "--sample", 1)
+    assert rc == 2 and "sample" in err

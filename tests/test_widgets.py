@@ -40,6 +40,7 @@ def test_panel_sliders_map_and_counts(wb):
     sel = apply(wb.workspace.collection, Recipe.from_dict(wb.workspace.recipe.to_dict()))
     assert kept_shown(wb) == sel.kept
     assert wb.filters.hist.layout.title.text == "similarity" and sum(wb.filters.hist.data[0].y) > 0
+    wb.flush()  # the map recolours a moment after the counts
     colours = np.asarray(wb.map.fig.data[0].marker.color)
     assert np.array_equal(colours, wb.workspace.kept_mask()[wb.map.data.rows].astype(np.uint8))
     assert "min: 0.33" in wb.recipe_view.text.value
@@ -142,3 +143,8 @@ def test_umap_replaces_the_quick_view(demo_world):
     assert wb.map.data.method == "umap" and len(wb.map.fig.data[0].x) == 500
     again = Workbench(demo_world, max_points=500, projection_params={"sample": 1500, "n_epochs": 30})
     assert again.map.data.method == "umap" and again.umap_thread is None  # cached: drawn at once
+    # not cached: a quick PCA view at once, UMAP in another process, then the map is redrawn
+    bg = Workbench(demo_world, max_points=500, projection_params={"sample": 1200, "n_epochs": 30})
+    assert bg.map.data.method == "pca" and "PCA" in bg.map.info.value and bg.umap_thread is not None
+    assert bg.wait_for_map(300) and bg.map.data.method == "umap" and "UMAP" in bg.map.info.value
+    assert bg.map.status.value == ""

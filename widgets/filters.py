@@ -27,6 +27,13 @@ def counts_html(c: dict) -> str:
     return head + table
 
 
+def nice_step(span: float) -> float:
+    """A round slider step giving a few hundred positions over `span` (0.001 for a cosine's range)."""
+    if not span > 0:
+        return 0.001
+    return float(10 ** np.floor(np.log10(span / 200)))
+
+
 class FilterPanel:
     def __init__(self, workbench):
         self.wb = workbench
@@ -53,7 +60,7 @@ class FilterPanel:
         self.hist.add_bar(x=[], y=[], marker_color="#1f77b4", name="kept by the other rules")
         self.box = W.VBox([self.preset, W.HBox([self.prompt, self.add_prompt]), self.dedup_exact, self.dedup_semantic,
                            self.sliders_box, self.counts, self.hist, self.message],
-                          layout=W.Layout(width="480px"))
+                          layout=W.Layout(width="470px", flex="0 0 470px"))
         self._syncing = False
 
     # -- sliders ---------------------------------------------------------------------------------
@@ -68,10 +75,13 @@ class FilterPanel:
             edges = ws.live.edges(column)
             lo, hi = float(edges[0]), float(edges[-1])
             value = float(np.clip(float(rule.params[key]), lo, hi))
-            s = W.FloatSlider(value=value, min=lo, max=hi, step=(hi - lo) / 500 or 0.001, readout_format=".3f",
+            step = nice_step(hi - lo)
+            lo, hi = np.floor(lo / step) * step, np.ceil(hi / step) * step
+            value = round(round(value / step) * step, 10)
+            s = W.FloatSlider(value=value, min=lo, max=hi, step=step, readout_format=".3f",
                               description=f"{column} {dict(min='>=', above='>', max='<=', below='<')[key]}",
                               continuous_update=False, style={"description_width": "140px"},
-                              layout=W.Layout(width="460px"))
+                              layout=W.Layout(width="450px"))
             s.observe(self._on_slider, names="value")
             self.sliders.append(s)
             self._slider_rule.append((index, key))
@@ -86,7 +96,7 @@ class FilterPanel:
     def _on_slider(self, change) -> None:
         i = self.sliders.index(change["owner"])
         index, key = self._slider_rule[i]
-        c = self.wb.workspace.set_bounds(index, **{key: float(change["new"])})
+        c = self.wb.workspace.set_bounds(index, **{key: round(float(change["new"]), 10)})
         self.show(c)  # counts first: they are what the curator waits for
         self.wb.after_change(histogram=c.get("histogram"))
 

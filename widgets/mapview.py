@@ -16,11 +16,12 @@ class MapView:
         self.on_select = on_select
         self.data = None
         self.fig = go.FigureWidget(layout=go.Layout(
-            height=height, margin=dict(l=10, r=10, t=30, b=10), dragmode="lasso", hovermode="closest",
+            height=height, margin=dict(l=10, r=10, t=30, b=10), dragmode="lasso", hovermode=False,
             xaxis=dict(visible=False), yaxis=dict(visible=False), showlegend=False,
             title=dict(text="", font=dict(size=13))))
-        self.fig.add_scattergl(x=[], y=[], mode="markers", marker=dict(size=3, opacity=0.7),
-                               hovertemplate="row %{customdata}<extra></extra>")
+        # no hover: hover, unhover and selection share one widget message, and an unhover right after
+        # a lasso can overwrite the selection before it reaches the kernel
+        self.fig.add_scattergl(x=[], y=[], mode="markers", marker=dict(size=3, opacity=0.7), hoverinfo="skip")
         self.fig.data[0].on_selection(self._selected)
         self.fig.add_class("wb-map")
         self.color_by = W.Dropdown(options=["cluster", "kept / removed"], value="kept / removed",
@@ -29,7 +30,8 @@ class MapView:
         self.info.add_class("wb-map-info")
         self.progress = W.FloatProgress(min=0, max=1, description="", layout=W.Layout(width="200px", visibility="hidden"))
         self.status = W.HTML()
-        self.box = W.VBox([W.HBox([self.color_by, self.info, self.progress, self.status]), self.fig])
+        self.box = W.VBox([W.HBox([self.color_by, self.info, self.progress]), self.status, self.fig],
+                          layout=W.Layout(flex="1 1 560px", min_width="420px"))
 
     # -- data ------------------------------------------------------------------------------------
     def set_data(self, data, kept: np.ndarray, scores: dict[str, np.ndarray]) -> None:
@@ -47,8 +49,8 @@ class MapView:
             self.fig.layout.title.text = ("UMAP" if data.method == "umap" else "quick view (PCA); UMAP computing...") \
                 if data.method != "umap" else "UMAP"
             self._paint(kept)
-        self.info.value = (f"<b>{len(data.rows):,}</b> of {data.total:,} rows drawn "
-                           f"({'UMAP' if data.method == 'umap' else 'PCA'})")
+        self.info.value = (f"<span style='white-space:nowrap'><b>{len(data.rows):,}</b> of {data.total:,} rows drawn "
+                           f"({'UMAP' if data.method == 'umap' else 'PCA'})</span>")
 
     @staticmethod
     def _labels(data) -> list[dict]:

@@ -29,12 +29,15 @@ class Workbench:
     - `projection`: "auto" (UMAP when cached, else a quick PCA view while UMAP computes in the
       background), "umap" (compute now), or "pca" (never compute UMAP).
     - `background`: compute UMAP on a thread (the panel stays usable) or before returning.
+    - `recolor_delay`: seconds the map waits after a slider move before recolouring (repainting
+      200k points takes the browser about a second: the counts are painted first; 0 = at once).
 
     Every control calls the workspace (``wb.workspace``): anything done here can be done in code.
     """
 
     def __init__(self, collection, recipe=None, max_points: int = 200_000, projection: str = "auto",
-                 background: bool = True, encoder=None, projection_params: dict | None = None):
+                 background: bool = True, encoder=None, projection_params: dict | None = None,
+                 recolor_delay: float = 0.25):
         if recipe is None:
             ws = Workspace(collection, None, encoder=encoder)
             have = set(ws.frame.columns)
@@ -54,13 +57,15 @@ class Workbench:
         self.map.color_by.observe(lambda ch: self.map.recolor(self.workspace.kept_mask()), names="value")
         details = W.Accordion(children=[self.recipe_view.box], titles=("recipe, save/load, export",))
         self.panel = W.VBox([
-            W.HBox([self.map.box, self.filters.box]),
+            W.HBox([self.map.box, self.filters.box], layout=W.Layout(flex_flow="row wrap", width="100%")),
             W.HBox([self.progress_bar, self.messages]),
             self.gallery.box,
             details,
         ])
         self.panel.add_class("wb-panel")
         self.umap_thread: threading.Thread | None = None
+        self.recolor_delay = recolor_delay
+        self._recolor_timer: threading.Timer | None = None
         self.refresh()
         self._draw_map(projection, background)
 
@@ -83,10 +88,23 @@ class Workbench:
         self.map.recolor(self.workspace.kept_mask())
 
     def after_change(self, histogram=None) -> None:
-        """After a slider move: histogram, map colours, gallery flags, recipe text (counts are shown first)."""
+        """After a slider move: histogram and recipe text now, map colours a moment later (counts first)."""
         self.filters.show_histogram(histogram)
-        self.map.recolor(self.workspace.kept_mask())
         self.recipe_view.refresh()
+        if self._recolor_timer is not None:
+            self._recolor_timer.cancel()
+        if self.recolor_delay <= 0:
+            self.map.recolor(self.workspace.kept_mask())
+            return
+        self._recolor_timer = threading.Timer(self.recolor_delay, lambda: self.map.recolor(self.workspace.kept_mask()))
+        self._recolor_timer.daemon = True
+        self._recolor_timer.start()
+
+    def flush(self) -> None:
+        """Apply a pending map recolour now (scripts and tests)."""
+        if self._recolor_timer is not None and self._recolor_timer.is_alive():
+            self._recolor_timer.cancel()
+            self.map.recolor(self.workspace.kept_mask())
 
     def say(self, text: str, error: bool = False) -> None:
         colour = "#b00" if error else "#333"
@@ -147,7 +165,9 @@ class Workbench:
 
         try:
             self.map.status.value = "UMAP computing (the first run in a kernel also compiles numba: about a minute)"
-            self.workspace.compute_projection(progress=progress, **self.projection_params)
+            # in another process when in the background: the kernel keeps its GIL for the panel
+            self.workspace.compute_projection(progress=progress, subprocess=threading.current_thread() is not threading.main_thread(),
+                                              **self.projection_params)
             data = self.workspace.map_data(self.max_points, projection="umap", **self.projection_params)
             self.map.set_data(data, self.workspace.kept_mask(), self._scores())
             self.map.status.value = ""

@@ -260,6 +260,28 @@ def _cmd_index(args) -> int:
     return EXIT_OK
 
 
+def _cmd_map(args) -> int:
+    from .projection import ProjectionScorer
+    from .scoring import compute
+
+    c = _open(args)
+
+    def progress(stage, fraction=None):
+        if args.progress_json:
+            print(json.dumps({"stage": stage, "fraction": fraction}), flush=True)
+
+    t0 = time.perf_counter()
+    s = ProjectionScorer(kind=args.kind, sample=args.sample, n_neighbors=args.n_neighbors, min_dist=args.min_dist,
+                         seed=args.seed, place_k=args.place_k, n_epochs=args.n_epochs, progress=progress)
+    res = compute(c, [s], cache=True)
+    out = {"source": str(c.path), "rows": len(c), "cache": str(res.caches["map_x"]), "report": res.report["map_x"],
+           "seconds": round(time.perf_counter() - t0, 3)}
+    print(json.dumps({"done": True, **out}) if args.progress_json or args.json else
+          f"map of {len(c):,} rows: {'read from cache' if out['report']['cached'] else 'computed'} "
+          f"in {out['seconds']} s ({out['cache']})")
+    return EXIT_OK
+
+
 def _model_args(s) -> None:
     s.add_argument("--model", help="text/image tower: an open_clip name[/tag], or an open_clip model-config JSON; "
                                    "for DataComp pools, b32 or l14 picks the embeddings")
@@ -349,6 +371,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--progress", action="store_true")
     s.add_argument("--model", help="DataComp pools: b32 or l14")
     s.set_defaults(func=_cmd_index)
+
+    s = sub.add_parser("map", help="compute (and cache beside the collection) the UMAP map of every row")
+    s.add_argument("path")
+    s.add_argument("--kind", choices=["image", "text"], default="image")
+    s.add_argument("--sample", type=int, default=50_000, help="rows UMAP is fitted on (the rest are placed)")
+    s.add_argument("--n-neighbors", type=int, default=15)
+    s.add_argument("--min-dist", type=float, default=0.1)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--place-k", type=int, default=10)
+    s.add_argument("--n-epochs", type=int)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--progress-json", action="store_true", help="one JSON line per progress step (for the notebook)")
+    s.add_argument("--model", help="DataComp pools: b32 or l14")
+    s.set_defaults(func=_cmd_map)
     return p
 
 

@@ -187,12 +187,40 @@ class Workspace:
         cache = ScoreCache(self.collection, s.column, s.spec())
         return all(cache.state(i) == "fresh" for i in range(len(self.collection.shards)))
 
-    def compute_projection(self, progress=None, **params) -> pl.DataFrame:
-        """UMAP positions of every row (fit on a sample, the rest placed), cached beside the collection."""
+    def compute_projection(self, progress=None, subprocess: bool = False, **params) -> pl.DataFrame:
+        """UMAP positions of every row (fit on a sample, the rest placed), cached beside the collection.
+
+        With ``subprocess`` the work runs in ``workbench map`` (another process: a notebook kernel
+        stays responsive, its GIL free), and the result is read back from the cache."""
         from .scoring import compute
 
+        if subprocess:
+            self._projection_subprocess(progress, **params)
         res = compute(self.collection, [self._projection_scorer(progress=progress, **params)], cache=self.cache)
         return res.collect()
+
+    def _projection_subprocess(self, progress=None, **params) -> None:
+        import subprocess as sp
+        import sys
+
+        cmd = [sys.executable, "-m", "workbench", "map", str(self.collection.path), "--progress-json"]
+        if self.collection.model:
+            cmd += ["--model", self.collection.model]
+        for k, v in params.items():
+            if v is not None:
+                cmd += [f"--{k.replace('_', '-')}", str(v)]
+        proc = sp.Popen(cmd, stdout=sp.PIPE, stderr=sp.PIPE, text=True)
+        for line in proc.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if progress is not None and "stage" in msg:
+                progress(msg["stage"], msg.get("fraction"))
+        err = proc.stderr.read()
+        if proc.wait() != 0:
+            raise WorkbenchError("computing the map failed: " + (err.strip().splitlines() or ["(no message)"])[-1],
+                                 self.collection.path)
 
     def clusters(self, k: int | None = None) -> np.ndarray:
         from .clusters import ClusterScorer
