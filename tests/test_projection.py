@@ -1,0 +1,224 @@
+"""The map: UMAP fitted on a sample (real umap-learn), every other row placed by its nearest sample rows."""
+import time
+import warnings
+
+import numpy as np
+import polars as pl
+import pytest
+
+import workbench
+from conftest import make_collection, make_parquet_only, unit_rows
+from workbench.demo import load_ground_truth
+from workbench.errors import NoEmbeddingsError, WorkbenchError
+from workbench.projection import ProjectionScorer, pca_2d, project, sample_rows
+from workbench.scoring import compute
+
+SAMPLE = 2000  # of the demo world's 6,000 rows: 4,000 are placed
+EPOCHS = 100
+
+
+@pytest.fixture(scope="module")
+def demo_map(demo_master):
+    """One map of the (read-only) demo world, shared by the tests below: (collection, xy, info, stages)."""
+    c = workbench.open_collection(demo_master)
+    stages, info = [], {}
+    xy = project(c, sample=SAMPLE, n_epochs=EPOCHS, seed=0, info=info, progress=lambda s, f: stages.append((s, f)))
+    return c, xy, info, stages
+
+
+def _nan_collection(tmp_path, rows=(300, 250, 150), dim=32):
+    """A small collection of a few clusters, with NaN / inf / zero rows in two shards."""
+    rng = np.random.default_rng(3)
+    centres = unit_rows(6, dim, 11)
+    arrays = []
+    for i, n in enumerate(rows):
+        x = centres[rng.integers(0, 6, n)] + 0.35 * rng.standard_normal((n, dim)) / np.sqrt(dim)
+        x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
+        arrays.append(x)
+    arrays[0][5, 3] = np.nan
+    arrays[0][100] = 0
+    arrays[2][7, 0] = np.inf
+    c = make_collection(tmp_path / "nan", arrays)
+    bad = np.array([5, 100, rows[0] + rows[1] + 7])
+    return c, bad
+
+
+# -- sampling and PCA --------------------------------------------------------------------------------
+def test_sample_rows_are_uniform_over_shards_sorted_and_seeded(demo_master):
+    c = workbench.open_collection(demo_master)
+    s = sample_rows(c, 3000, seed=1)
+    assert s.dtype == np.int64 and len(s) == 3000 and len(np.unique(s)) == 3000
+    assert np.all(np.diff(s) > 0) and s[0] >= 0 and s[-1] < len(c)
+    per_shard = np.bincount(c.shard_of(s), minlength=len(c.shards))
+    expected = 3000 * np.diff(c.offsets) / len(c)
+    assert np.all(np.abs(per_shard - expected) < 0.1 * expected + 30)
+    assert np.array_equal(s, sample_rows(c, 3000, seed=1))
+    assert not np.array_equal(s, sample_rows(c, 3000, seed=2))
+    assert np.array_equal(sample_rows(c, len(c)), np.arange(len(c)))
+    assert np.array_equal(sample_rows(c, 10**9), np.arange(len(c)))
+
+
+def test_pca_2d_gives_the_top_two_principal_components():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((500, 8)) * np.array([5, 0.1, 2, 0.1, 0.1, 0.1, 0.1, 0.1]) + 3.0
+    y = pca_2d(x.astype(np.float32))
+    assert y.shape == (500, 2) and y.dtype == np.float32
+    xc = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(xc, full_matrices=False)
+    ref = xc @ vt[:2].T
+    np.testing.assert_allclose(np.abs(y), np.abs(ref), rtol=1e-4, atol=1e-4)
+    assert np.array_equal(y, pca_2d(x.astype(np.float32)))  # same data, same picture (signs fixed)
+    assert pca_2d(np.ones((1, 4))).shape == (1, 2)
+
+
+# -- the map -------------------------------------------------------------------------------------------
+def test_every_valid_row_gets_a_finite_position_and_progress_runs_in_order(demo_map):
+    c, xy, info, stages = demo_map
+    assert xy.shape == (len(c), 2) and xy.dtype == np.float32
+    assert np.isfinite(xy).all()
+    assert info["sample"] == SAMPLE and info["placed"] == len(c) - SAMPLE
+    order = [s for i, (s, _) in enumerate(stages) if i == 0 or stages[i - 1][0] != s]
+    assert order == ["sample", "umap", "place", "done"]
+    assert [f for s, f in stages if s == "umap"] == [None]
+    place = [f for s, f in stages if s == "place"]
+    assert place[0] == 0.0 and place[-1] == 1.0 and place == sorted(place)
+
+
+def test_sample_rows_keep_their_umap_positions(demo_map):
+    import umap
+
+    c, xy, info, _ = demo_map
+    rows = sample_rows(c, SAMPLE, seed=0)
+    x = c.take_embeddings(rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # n_jobs overridden by random_state
+        ref = umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=0, n_epochs=EPOCHS,
+                        low_memory=True).fit_transform(x)
+    np.testing.assert_allclose(xy[rows], ref, atol=1e-4)
+
+
+def test_placed_rows_land_beside_their_nearest_sample_rows(demo_map):
+    c, xy, _, _ = demo_map
+    rows = sample_rows(c, SAMPLE, seed=0)
+    placed = np.setdiff1d(np.arange(len(c)), rows)
+    xs = c.take_embeddings(rows).astype(np.float64)
+    xp = c.take_embeddings(placed).astype(np.float64)
+    top1 = rows[np.argmax(xp @ xs.T, axis=1)]
+    other = np.random.default_rng(0).choice(rows, len(placed))
+    d_top = np.linalg.norm(xy[placed] - xy[top1], axis=1)
+    d_other = np.linalg.norm(xy[placed] - xy[other], axis=1)
+    assert np.mean(d_top < d_other) > 0.9
+    assert np.median(d_top) < 0.25 * np.median(d_other)
+
+
+def test_rows_of_one_object_gather_on_the_map(demo_map, demo_master):
+    c, xy, _, _ = demo_map
+    gt = load_ground_truth(demo_master)
+    objects = gt["objects"].to_list()
+    single = np.array([len(o) == 1 for o in objects])
+    label = np.array([o[0] if len(o) == 1 else "" for o in objects])
+    idx = np.flatnonzero(single)
+    rng = np.random.default_rng(0)
+    a, b = rng.choice(idx, 20000), rng.choice(idx, 20000)
+    d = np.linalg.norm(xy[a] - xy[b], axis=1)
+    same = label[a] == label[b]
+    assert d[same].mean() < 0.4 * d[~same].mean()
+    # placed rows too: the same comparison among rows outside the sample
+    placed = np.setdiff1d(idx, sample_rows(c, SAMPLE, seed=0))
+    a, b = rng.choice(placed, 20000), rng.choice(placed, 20000)
+    d = np.linalg.norm(xy[a] - xy[b], axis=1)
+    same = label[a] == label[b]
+    assert d[same].mean() < 0.4 * d[~same].mean()
+
+
+def test_invalid_rows_get_nan_and_the_rest_are_placed(tmp_path):
+    c, bad = _nan_collection(tmp_path)
+    xy = project(c, sample=200, n_epochs=30)
+    assert np.isnan(xy[bad]).all()
+    good = np.setdiff1d(np.arange(len(c)), bad)
+    assert np.isfinite(xy[good]).all()
+    # a sample holding every row: nothing to place, invalid rows still NaN
+    xy_all = project(c, sample=10_000, n_epochs=30)
+    assert np.isnan(xy_all[bad]).all() and np.isfinite(xy_all[good]).all()
+
+
+def test_large_samples_find_neighbours_by_lists(demo_master, monkeypatch):
+    from workbench import projection
+    from workbench.projection import _Neighbours
+
+    c = workbench.open_collection(demo_master)
+    rows = sample_rows(c, 3000, seed=0)
+    sample = c.take_embeddings(rows)
+    queries = c.take_embeddings(np.setdiff1d(np.arange(len(c)), rows))
+    monkeypatch.setattr(projection, "EXACT_PLACE_MAX", 1000)
+    nb = _Neighbours(sample, 10, seed=0)
+    assert nb.method.startswith("grouped")
+    sims, idx = nb.search(queries)
+    exact = np.argsort(-(queries.astype(np.float64) @ sample.T.astype(np.float64)), axis=1)[:, :10]
+    assert idx.shape == (len(queries), 10) and idx.min() >= 0 and idx.max() < len(sample)
+    assert np.all(np.diff(sims, axis=1) <= 1e-6)  # best first
+    np.testing.assert_allclose(sims, np.einsum("nd,nkd->nk", queries, sample[idx]), atol=1e-4)
+    assert np.mean(idx[:, 0] == exact[:, 0]) > 0.9
+    assert np.mean([len(set(a) & set(b)) for a, b in zip(idx, exact)]) > 7
+
+
+def test_the_list_search_places_rows_too(tmp_path, monkeypatch):
+    from workbench import projection
+
+    c, bad = _nan_collection(tmp_path, rows=(1500, 1000, 500))
+    monkeypatch.setattr(projection, "EXACT_PLACE_MAX", 100)
+    info = {}
+    xy = project(c, sample=1200, n_epochs=30, place_k=5, info=info)
+    assert info["neighbours"].startswith("grouped")
+    assert np.isnan(xy[bad]).all()
+    assert np.isfinite(np.delete(xy, bad, axis=0)).all()
+
+
+def test_tiny_collections_still_get_a_map(tmp_path):
+    c = make_collection(tmp_path / "tiny", [unit_rows(3, 8, 0).astype(np.float16), unit_rows(2, 8, 1).astype(np.float16)])
+    xy = project(c, sample=3, n_epochs=10)
+    assert xy.shape == (5, 2) and np.isfinite(xy).all()
+
+
+def test_bad_inputs_fail_before_any_work(tmp_path, demo_master):
+    c = workbench.open_collection(demo_master)
+    for kw, msg in [({"kind": "audio"}, "kind"), ({"sample": 2}, "sample"), ({"sample": 2.5}, "sample"),
+                    ({"n_neighbors": 1}, "n_neighbors"), ({"place_k": 0}, "place_k"), ({"n_epochs": 0}, "n_epochs"),
+                    ({"min_dist": -1}, "min_dist"), ({"seed": -1}, "seed"), ({"progress": 3}, "progress")]:
+        with pytest.raises(WorkbenchError, match=msg):
+            project(c, **kw)
+    meta_only = workbench.open_collection(make_parquet_only(tmp_path / "meta"))
+    with pytest.raises(NoEmbeddingsError, match="no embeddings"):
+        project(meta_only)
+    img_only = make_collection(tmp_path / "img", [unit_rows(10, 8, 0).astype(np.float16)])
+    with pytest.raises(NoEmbeddingsError, match="text embeddings"):
+        project(img_only, kind="text")
+    with pytest.raises(WorkbenchError, match="sample"):
+        compute(c, [ProjectionScorer(sample=1)], cache=False)
+
+
+def test_the_scorer_caches_the_map_so_reopening_is_instant(tmp_path):
+    c, bad = _nan_collection(tmp_path)
+    stages = []
+    scorer = ProjectionScorer(sample=200, n_epochs=30, progress=lambda s, f: stages.append(s))
+    res = compute(c, [scorer])
+    assert res.report["map_x"]["computed"] == len(c.shards) and res.report["map_x"]["cached"] == 0
+    assert stages[-1] == "done"
+    first = res.collect()
+    assert first.columns == ["row", "map_x", "map_y"]
+    assert first.schema["map_x"] == pl.Float32 and first.schema["map_y"] == pl.Float32
+    assert first["map_x"].null_count() == len(bad) and first["map_x"][bad.tolist()].is_null().all()
+    ref = project(c, sample=200, n_epochs=30)
+    np.testing.assert_array_equal(first.select("map_x", "map_y").fill_null(np.nan).to_numpy(), ref)
+
+    c2 = workbench.open_collection(c.path)  # reopened
+    stages.clear()
+    t0 = time.perf_counter()
+    again = compute(c2, [ProjectionScorer(sample=200, n_epochs=30, progress=lambda s, f: stages.append(s))])
+    frame = again.collect()
+    assert time.perf_counter() - t0 < 5.0  # no fit: a few parquet reads
+    assert again.report["map_x"]["cached"] == len(c.shards) and again.report["map_x"]["computed"] == 0
+    assert stages == []  # nothing fitted
+    assert frame.equals(first)
+    other = compute(c2, [ProjectionScorer(sample=200, n_epochs=30, min_dist=0.5)])  # another map: computed
+    assert other.report["map_x"]["computed"] == len(c.shards)
