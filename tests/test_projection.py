@@ -222,3 +222,11 @@ def test_the_scorer_caches_the_map_so_reopening_is_instant(tmp_path):
     assert frame.equals(first)
     other = compute(c2, [ProjectionScorer(sample=200, n_epochs=30, min_dist=0.5)])  # another map: computed
     assert other.report["map_x"]["computed"] == len(c.shards)
+
+
+def test_default_sample_is_shared_by_notebook_and_cli():
+    from workbench.projection import ProjectionScorer, default_sample
+
+    assert [default_sample(n) for n in (6_000, 100_000, 200_000, 10**9)] == [20_000, 20_000, 40_000, 50_000]
+    s = ProjectionScorer()
+    assert s.sample is None  # resolved against the collection in prepare()

@@ -375,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("map", help="compute (and cache beside the collection) the UMAP map of every row")
     s.add_argument("path")
     s.add_argument("--kind", choices=["image", "text"], default="image")
-    s.add_argument("--sample", type=int, default=50_000, help="rows UMAP is fitted on (the rest are placed)")
+    s.add_argument("--sample", type=int, help="rows UMAP is fitted on, the rest placed (default: a fifth of the rows, "
+                                              "20,000 to 50,000)")
     s.add_argument("--n-neighbors", type=int, default=15)
     s.add_argument("--min-dist", type=float, default=0.1)
     s.add_argument("--seed", type=int, default=0)

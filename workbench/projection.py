@@ -42,7 +42,8 @@ from .collection import KINDS
 from .errors import NoEmbeddingsError, WorkbenchError
 from .scorers import Scorer
 
-DEFAULT_SAMPLE = 50_000
+DEFAULT_SAMPLE = 50_000  # the most rows UMAP is fitted on by default (see default_sample)
+MIN_DEFAULT_SAMPLE = 20_000
 PLACE_CHUNK_ROWS = 65_536
 PLACE_TEMPERATURE = 0.05  # cosine units: a neighbour 0.05 less similar than the nearest weighs 1/e as much
 EXACT_PLACE_MAX = 5_000  # sample sizes up to this are searched exactly during placement (exact costs n x m)
@@ -250,7 +251,14 @@ def _place(sims: np.ndarray, idx: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return (np.einsum("nk,nkc->nc", w, p) / w.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def project(collection, kind: str = "image", sample: int = DEFAULT_SAMPLE, n_neighbors: int = 15,
+def default_sample(rows: int) -> int:
+    """The default UMAP sample for a collection of `rows`: a fifth of the rows, at least 20,000 and
+    at most 50,000 (100k rows: 20,000, a 10 s fit here; 1M and more: 50,000). The notebook and
+    ``workbench map`` use the same rule, so a map precomputed by either is found by the other."""
+    return int(min(DEFAULT_SAMPLE, max(MIN_DEFAULT_SAMPLE, rows // 5)))
+
+
+def project(collection, kind: str = "image", sample: int | None = None, n_neighbors: int = 15,
             min_dist: float = 0.1, metric: str = "cosine", seed: int | None = 0, place_k: int = 10,
             n_epochs: int | None = None, progress=None, info: dict | None = None) -> np.ndarray:
     """(len(collection), 2) float32 map positions of every row (see the module docstring); NaN for
@@ -260,7 +268,7 @@ def project(collection, kind: str = "image", sample: int = DEFAULT_SAMPLE, n_nei
     import time
 
     check_kind(collection, kind, "the map")
-    sample = _int("sample", sample, 3)
+    sample = _int("sample", default_sample(len(collection)) if sample is None else sample, 3)
     n_neighbors = _int("n_neighbors", n_neighbors, 2)
     place_k = _int("place_k", place_k, 1)
     n_epochs = _int("n_epochs", n_epochs, 1, allow_none=True)
@@ -335,7 +343,7 @@ class ProjectionScorer(Scorer):
     column = "map_x"
     schema = {"map_x": pl.Float32, "map_y": pl.Float32}
 
-    def __init__(self, kind: str = "image", sample: int = DEFAULT_SAMPLE, n_neighbors: int = 15,
+    def __init__(self, kind: str = "image", sample: int | None = None, n_neighbors: int = 15,
                  min_dist: float = 0.1, seed: int | None = 0, place_k: int = 10, n_epochs: int | None = None,
                  progress=None):
         self.kind, self.sample, self.n_neighbors, self.min_dist = kind, sample, n_neighbors, min_dist
@@ -345,6 +353,8 @@ class ProjectionScorer(Scorer):
 
     def prepare(self, collection) -> None:
         check_kind(collection, self.kind, "the map")
+        if self.sample is None:
+            self.sample = default_sample(len(collection))
         _int("sample", self.sample, 3)
         _int("n_neighbors", self.n_neighbors, 2)
         _int("place_k", self.place_k, 1)
