@@ -64,6 +64,9 @@ def test_verify_exit_codes(tmp_path, emb_dir, capsys):
 
     write_subset(workbench.open_collection(emb_dir), tmp_path / "out")
     assert main(["verify", str(tmp_path / "out")]) == 0
+    assert main(["apply", "laion2b-en", str(demo_world), "--out", str(tmp_path / "out2")]) == 0
+    assert len(workbench.open_collection(tmp_path / "out2")) == len(out)
+    assert main(["apply", "laion2b-en", str(demo_world), str(tmp_path / "o3"), "--dry-run"]) == 2
     assert "OK: 3 files checked" in capsys.readouterr().out
     p = tmp_path / "out" / "metadata" / "metadata_0.parquet"
     data = bytearray(p.read_bytes())
@@ -138,7 +141,7 @@ def test_apply_dry_run_json_contract(demo_world, tmp_path):
 
 
 def test_apply_writes_the_selection(demo_world, tmp_path, capsys):
-    assert main(["apply", "laion2b-en", str(demo_world), "--out", str(tmp_path / "out")]) == 0
+    assert main(["apply", "laion2b-en", str(demo_world), str(tmp_path / "out")]) == 0  # the contract: RECIPE SRC DST
     assert "rows kept" in capsys.readouterr().out
     import workbench
 
@@ -146,6 +149,9 @@ def test_apply_writes_the_selection(demo_world, tmp_path, capsys):
     assert main(["apply", "laion2b-en", str(demo_world), "--dry-run", "--json"]) == 0
     assert len(out) == json.loads(capsys.readouterr().out)["kept"]
     assert main(["verify", str(tmp_path / "out")]) == 0
+    assert main(["apply", "laion2b-en", str(demo_world), "--out", str(tmp_path / "out2")]) == 0
+    assert len(workbench.open_collection(tmp_path / "out2")) == len(out)
+    assert main(["apply", "laion2b-en", str(demo_world), str(tmp_path / "o3"), "--dry-run"]) == 2
 
 
 @pytest.mark.parametrize("recipe,message", [
@@ -166,7 +172,7 @@ def test_bad_recipe_one_line_nonzero(demo_world, tmp_path, recipe, message):
     rc, _, err = run("apply", "no-such-preset", demo_world, "--dry-run")
     assert rc == 2 and "not a preset" in err
     rc, _, err = run("apply", "laion2b-en", demo_world)
-    assert rc == 2 and "--dry-run" in err
+    assert rc == 2 and "DST" in err
 
 
 def test_score_verb(demo_world, tmp_path):

@@ -122,8 +122,13 @@ def _cmd_apply(args) -> int:
 
     t0 = time.perf_counter()
     recipe = _load_recipe(args.recipe)  # a bad recipe fails here, before anything is opened or computed
+    if args.dst and args.out and args.dst != args.out:
+        raise WorkbenchError("give the destination once: DST or --out")
+    args.out = args.out or args.dst
     if not args.dry_run and not args.out:
-        raise WorkbenchError("give --out DST to write the selected rows, or --dry-run to count only")
+        raise WorkbenchError("give DST to write the selected rows, or --dry-run to count only")
+    if args.dry_run and args.out:
+        raise WorkbenchError("--dry-run writes nothing: leave out DST")
     c = _open(args)
     enc = _encoder(args, c) if needs_text_encoder(recipe) else None
     sel = apply(c, recipe, encoder=enc, cache=not args.no_cache, progress=args.progress, device=args.device)
@@ -322,8 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("apply", help="apply a recipe (a file or a preset) to a collection: counts, and the selected rows written out")
     s.add_argument("recipe", help="recipe file (.yaml/.json) or preset name")
     s.add_argument("path", help="the source collection")
+    s.add_argument("dst", nargs="?", help="write the selected rows here, LAION layout, source order (an empty or new folder)")
     s.add_argument("--dry-run", action="store_true", help="count only; write nothing but the score cache")
-    s.add_argument("--out", help="write the selected rows here (an empty or new folder)")
+    s.add_argument("--out", help="the same as DST")
     s.add_argument("--rows-per-shard", type=int, default=1_000_000)
     s.add_argument("--reasons", help="write every removed row with its reason to this parquet file")
     s.add_argument("--json", action="store_true", help="print one JSON object")
