@@ -13,6 +13,7 @@ import time
 from .errors import WorkbenchError
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
+REMOVED = "removed.parquet"  # written beside an applied subset: every removed source row and its reason
 
 
 def _cmd_info(args) -> int:
@@ -118,6 +119,8 @@ def _load_recipe(spec: str):
 
 
 def _cmd_apply(args) -> int:
+    from pathlib import Path
+
     from .scoring import apply, needs_text_encoder
 
     t0 = time.perf_counter()
@@ -144,8 +147,10 @@ def _cmd_apply(args) -> int:
         from .subset import write_subset
 
         m = write_subset(c, args.out, rows=sel.mask, rows_per_shard=args.rows_per_shard,
-                         parameters={"recipe": recipe.to_dict(), "summary": sel.summary(recipe)})
+                         parameters={"recipe": recipe.to_dict(), "summary": sel.summary(recipe)},
+                         extras={REMOVED: lambda p: sel.reasons().write_parquet(p)})
         out["out"] = args.out
+        out["removed_rows_file"] = str(Path(args.out) / REMOVED)
         out["written_rows"] = m.get("rows") if isinstance(m, dict) else sel.kept
     out["seconds"] = round(time.perf_counter() - t0, 3)
     if args.json:
@@ -205,6 +210,7 @@ def _cmd_score(args) -> int:
     if args.out:
         df.write_parquet(args.out)
         out["out"] = args.out
+        out["removed_rows_file"] = str(Path(args.out) / REMOVED)
     print(json.dumps(out) if args.json else json.dumps(out, indent=2))
     return EXIT_OK
 

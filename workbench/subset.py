@@ -58,10 +58,12 @@ def write_subset(
     parameters: dict | None = None,
     model: dict | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    extras: dict | None = None,
 ) -> dict:
     """Write the selected rows of `collection` into `dst` in the LAION layout; returns the manifest.
 
-    The destination must be new or empty and outside the source.
+    The destination must be new or empty and outside the source. `extras` maps a relative path to a
+    ``write(path)`` function: sidecar files written atomically and listed (with sha256) in the manifest.
     """
     selected = as_rows(collection, rows)
     has_img, has_txt = collection.has_embeddings, collection.has_text_embeddings
@@ -86,4 +88,6 @@ def write_subset(
                     text=None if txt is None else np.asarray(txt[part]),
                     metadata=None if table is None else table.take(pa.array(part)),
                 )
+        for rel, write in (extras or {}).items():
+            writer.write_extra(rel, write)
     return writer.manifest

@@ -365,4 +365,6 @@ class Workspace:
             raise WorkbenchError("the recipe keeps no rows: nothing to export")
         params = {"recipe": self.recipe.to_dict(), "summary": {k: c[k] for k in ("rows", "kept", "removed")},
                   "rules": json.loads(json.dumps(c["rules"]))}
-        return write_subset(self.collection, dst, rows=self.kept_mask(), rows_per_shard=rows_per_shard, parameters=params)
+        sel = self.live.selection()
+        return write_subset(self.collection, dst, rows=self.kept_mask(), rows_per_shard=rows_per_shard, parameters=params,
+                            extras={"removed.parquet": lambda p: sel.reasons().write_parquet(p)})
