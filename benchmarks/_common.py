@@ -281,6 +281,26 @@ def make_laion(
     return True
 
 
+def reuse_or_reset(root: Path, spec: dict) -> bool:
+    """True when `root` already holds data generated with `spec` (its ``.complete.json``); otherwise
+    empty it (the caller generates, then writes the marker with :func:`mark_complete`)."""
+    marker = root / ".complete.json"
+    if marker.exists() and json.loads(marker.read_text()) == spec:
+        print(f"reusing {root}")
+        return True
+    if root.exists():
+        shutil.rmtree(root)
+    return False
+
+
+def warm_image_files(collection) -> None:
+    """Read every image-embedding file once (page cache warm before timing)."""
+    for s in collection.shards:
+        with open(s.image.path, "rb", buffering=0) as f:
+            while f.read(8 << 20):
+                pass
+
+
 def remove(path: Path) -> None:
     if path.exists():
         shutil.rmtree(path)

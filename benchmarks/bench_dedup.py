@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -55,11 +54,8 @@ def make_dedup_world(root: Path, shards: int, rows: int, dim: int, seed: int) ->
     marker = root / ".complete.json"
     spec = {"shards": shards, "rows": rows, "dim": dim, "seed": seed, "topics": TOPICS, "dup_rate": DUP_RATE,
             "max_eta": MAX_ETA, "version": 2}
-    if marker.exists() and json.loads(marker.read_text()) == spec:
-        print(f"reusing {root} ({shards} x {rows:,} x {dim})")
+    if C.reuse_or_reset(root, spec):
         return False
-    if root.exists():
-        shutil.rmtree(root)
     (root / "img_emb").mkdir(parents=True)
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -154,17 +150,11 @@ def main() -> None:
             print(f"\nkept {big} and {small} for the next run")
 
 
-def _warm(c) -> None:
-    for s in c.shards:
-        with open(s.image.path, "rb", buffering=0) as f:
-            while f.read(8 << 20):
-                pass
-
 
 def run(big: Path, small: Path, args, results: dict) -> None:
     c = open_collection(big)
     n = len(c)
-    _warm(c)
+    C.warm_image_files(c)
     kw = dict(threshold=args.threshold, probe=args.probe, clusters=args.clusters, device=args.device)
     print(f"{n:,} rows x {c.dim} ({c.dtype}), {len(c.shards)} shards, page cache warm; threshold {args.threshold}\n")
 
@@ -199,7 +189,7 @@ def run(big: Path, small: Path, args, results: dict) -> None:
                       "planted_found": found, "params": p}
 
     cs = open_collection(small)
-    _warm(cs)
+    C.warm_image_files(cs)
     m = len(cs)
     print(f"\nrecall: {m:,} rows ({len(cs.shards)} shards)")
     t0 = time.perf_counter()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -46,11 +45,8 @@ def make_clustered(root: Path, shards: int, rows: int, dim: int, seed: int = 0, 
     """Write (or reuse) the structured collection at `root`; True when written now."""
     marker = root / ".complete.json"
     spec = {"kind": "clustered-v1", "shards": shards, "rows": rows, "dim": dim, "seed": seed}
-    if marker.exists() and json.loads(marker.read_text()) == spec:
-        print(f"reusing {root} ({shards} x {rows:,} x {dim})")
+    if C.reuse_or_reset(root, spec):
         return False
-    if root.exists():
-        shutil.rmtree(root)
     (root / "img_emb").mkdir(parents=True)
     (root / "metadata").mkdir(parents=True)
     t0 = time.perf_counter()

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 import warnings
@@ -56,11 +55,8 @@ def make_umap_world(root: Path, shards: int, rows: int, dim: int, seed: int) -> 
     marker = root / ".complete.json"
     spec = {"shards": shards, "rows": rows, "dim": dim, "seed": seed, "themes": THEMES, "subtopics": SUBTOPICS,
             "version": 1}
-    if marker.exists() and json.loads(marker.read_text()) == spec:
-        print(f"reusing {root} ({shards} x {rows:,} x {dim})")
+    if C.reuse_or_reset(root, spec):
         return False
-    if root.exists():
-        shutil.rmtree(root)
     (root / "img_emb").mkdir(parents=True)
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -139,17 +135,11 @@ def main() -> None:
             print(f"\nkept {root} for the next run")
 
 
-def _warm(c) -> None:
-    for s in c.shards:
-        with open(s.image.path, "rb", buffering=0) as f:
-            while f.read(8 << 20):
-                pass
-
 
 def run(root: Path, args, results: dict) -> None:
     c = open_collection(root)
     n = len(c)
-    _warm(c)
+    C.warm_image_files(c)
     print(f"{n:,} rows x {c.dim} ({c.dtype}), {len(c.shards)} shards, page cache warm; sample {args.sample:,}\n")
 
     t0 = time.perf_counter()

@@ -137,8 +137,6 @@ def _cmd_apply(args) -> int:
     sel = apply(c, recipe, encoder=enc, cache=not args.no_cache, progress=args.progress, device=args.device)
     out = {"recipe": recipe.name, "source": str(c.path), **sel.summary(recipe), "scores": sel.scores}
     if args.reasons:
-        from pathlib import Path
-
         tmp = Path(args.reasons + ".partial")
         sel.reasons().write_parquet(tmp)
         tmp.replace(args.reasons)

