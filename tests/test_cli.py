@@ -185,6 +185,8 @@ def test_score_verb(demo_world, tmp_path):
     import polars as pl
 
     assert pl.read_parquet(tmp_path / "s.parquet").height == 6000
+    rc, out, err = run("score", demo_world, "--prompt", "a cat", "--json", "--out", tmp_path / "p.parquet")
+    assert rc == 0 and "removed_rows_file" not in json.loads(out), err
     rc, _, err = run("score", demo_world)
     assert rc == 2 and "nothing to score" in err
 

@@ -165,6 +165,7 @@ def _cmd_apply(args) -> int:
 
 
 def _cmd_score(args) -> int:
+    from .recipe import head_column
     from .scorers import HeadScorer, Laion400mScorer, LanguageScorer, PromptScorer, SafetyScorer, SimilarityScorer
     from .scoring import compute
 
@@ -178,9 +179,7 @@ def _cmd_score(args) -> int:
     for i, f in enumerate(args.prompt_embedding or []):
         scorers.append(PromptScorer(f"prompt_embedding_{i}", files=[f], device=args.device))
     for h in args.head or []:
-        from pathlib import Path
-
-        scorers.append(HeadScorer("head_" + (Path(h).stem if Path(h).suffix else h), h))
+        scorers.append(HeadScorer(head_column({"head": h}), h))
     for z in args.zero_shot or []:
         scorers.append(Laion400mScorer(enc) if z == "laion400m-nsfw" else SafetyScorer(enc))
     if args.language:
@@ -208,7 +207,6 @@ def _cmd_score(args) -> int:
     if args.out:
         df.write_parquet(args.out)
         out["out"] = args.out
-        out["removed_rows_file"] = str(Path(args.out) / REMOVED)
     print(json.dumps(out) if args.json else json.dumps(out, indent=2))
     return EXIT_OK
 

@@ -157,13 +157,20 @@ class Live:
         """64 bins of threshold rule `index`'s column: all rows, and the rows the other rules keep."""
         return self.counts(histogram_of=index)["histogram"]
 
+    def first_reason(self, index=None) -> np.ndarray:
+        """Index of the first rule that removes each row (the lowest set bit of its fail pattern),
+        -1 when kept; for the row positions `index` only when given."""
+        p = (self.packed if index is None else self.packed[index]).astype(np.int64)
+        low = p & -p
+        out = np.full(len(p), -1, np.int64)
+        nz = low > 0
+        out[nz] = np.log2(low[nz]).astype(np.int64)
+        return out
+
     def selection(self) -> Selection:
         k = len(self.recipe.rules)
         fail = self.fail
-        reason = np.full(len(self.rows), -1, np.int16)
-        anyf = self.packed != 0
-        if k:
-            reason[anyf] = fail[:, anyf].argmax(axis=0)
+        reason = self.first_reason().astype(np.int16)
         overlaps = np.array([[np.count_nonzero(fail[i] & fail[j]) for j in range(k)] for i in range(k)],
                             dtype=np.int64).reshape(k, k)
         return Selection(self.rows, reason, [r.name for r in self.recipe.rules], np.diag(overlaps).copy(), overlaps)

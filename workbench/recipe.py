@@ -165,7 +165,8 @@ def _check_head(p):
     _check_bounds(p, f"head {p['head']}")
 
 
-def _head_column(p) -> str:
+def head_column(p) -> str:
+    """The score column a head rule reads (``head_`` + the head's name or file stem)."""
     h = p["head"]
     stem = Path(h).stem if ("/" in h or "." in h) else h
     return "head_" + re.sub(r"[^0-9A-Za-z_+-]+", "_", stem)
@@ -393,10 +394,10 @@ RULES: dict[str, dict] = {
                     lambda p: pl.all_horizontal(_bounded(pl.col(_prompt_column(p)), p)), _name_prompt,
                     lambda p: [_prompt_column(p)],
                     score=lambda p: [{**_prompt_request(p), "column": _prompt_column(p)}], aliases=("prompt_embedding",)),
-    "head": _spec("head", set(_BOUNDS), _check_head, lambda p: pl.all_horizontal(_bounded(pl.col(_head_column(p)), p)),
+    "head": _spec("head", set(_BOUNDS), _check_head, lambda p: pl.all_horizontal(_bounded(pl.col(head_column(p)), p)),
                   lambda p: _bounds_name(p["head"], p, " "),
-                  lambda p: [_head_column(p)],
-                  score=lambda p: [{"scorer": "head", "head": p["head"], "column": _head_column(p)}]),
+                  lambda p: [head_column(p)],
+                  score=lambda p: [{"scorer": "head", "head": p["head"], "column": head_column(p)}]),
     "zero_shot": _spec("zero_shot", {"drop_tags", "keep_flagged", "margin"}, _check_zero_shot, _keep_zero_shot,
                        _name_zero_shot, lambda p: ZERO_SHOT[p["zero_shot"]]["columns"],
                        score=lambda p: [{"scorer": p["zero_shot"]}]),

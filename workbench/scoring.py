@@ -146,10 +146,7 @@ def compute(collection, scorers: list[Scorer], cache: bool = True, progress: boo
     norm_caches = {k: ScoreCache(collection, f"_norm_{k}", _NormScorer(k).spec(), root) if cache else None
                    for k in ("image", "text")}
     for i in range(n_shards):
-        pending = [s for s in scorers if s.needs != "global" and todo[s.column][i] != "fresh"]
-        for s in scorers:
-            if s.needs != "global" and todo[s.column][i] == "fresh":
-                frames[s.column][i] = None  # loaded lazily below
+        pending = [s for s in scorers if s.needs != "global" and todo[s.column][i] != "fresh"]  # fresh: scanned below
         if pending:
             _score_shard(collection, i, pending, frames, report, norm_caches)
             for s in pending:

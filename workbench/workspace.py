@@ -150,12 +150,7 @@ class Workspace:
 
     def first_reason(self) -> np.ndarray:
         """Per row: index of the first rule that removes it, -1 when kept."""
-        p = self.live.packed.astype(np.int64)
-        low = p & -p
-        out = np.full(len(p), -1, np.int64)
-        nz = low > 0
-        out[nz] = np.log2(low[nz]).astype(np.int64)
-        return out
+        return self.live.first_reason()
 
     # -- selection (lasso) -----------------------------------------------------------------------
     def select(self, rows) -> np.ndarray:
@@ -293,19 +288,18 @@ class Workspace:
         meta = self.collection.metadata.filter(pl.col(ROW).is_in(rows.tolist())).select([ROW, *meta_cols]).collect()
         by_row = {r[ROW]: r for r in meta.iter_rows(named=True)}
         score_cols = [c for c in self.frame.columns if c != ROW and self.frame[c].dtype.is_numeric() and c != "cluster"]
-        pos = {int(r): i for i, r in enumerate(self.live.rows)}
+        idx = np.searchsorted(self.live.rows, rows)  # live.rows: every row id, ascending
         unsafe = self.unsafe_threshold()
-        reasons = self.first_reason()
+        reasons = self.live.first_reason(idx)
         names = [r.name for r in self.recipe.rules]
         items = []
-        for r in rows.tolist():
-            i = pos[r]
+        for j, (r, i) in enumerate(zip(rows.tolist(), idx.tolist())):
             rec = by_row.get(r, {})
             scores = {c: self.frame[c][i] for c in score_cols}
             u = unsafe is not None and scores.get(unsafe[0]) is not None and scores[unsafe[0]] > unsafe[1]
             th = thumbnail(self.collection, r, rec.get("url"), size=size, allow_remote=allow_remote)
             items.append({"row": r, "caption": rec.get("caption"), "url": rec.get("url"), "scores": scores,
-                          "kept": reasons[i] < 0, "reason": names[reasons[i]] if reasons[i] >= 0 else None,
+                          "kept": reasons[j] < 0, "reason": names[reasons[j]] if reasons[j] >= 0 else None,
                           "unsafe": bool(u), "label": self.labels.get(r), "thumbnail": th.jpeg,
                           "image_problem": th.problem})
         return items
