@@ -1,7 +1,8 @@
 """The ``workbench`` command: argument parsing and printing only; the work lives in the library.
 
 Exit codes: 0 success; 1 a check ran and found problems (verify, validate); 2 bad input, a
-refused operation or a usage error (one line on stderr naming the file, no traceback).
+refused operation or a usage error (one line on stderr naming the file, no traceback); 3 a write
+stopped part-way (finished parts are kept: run the same command again to resume); 130 interrupted.
 """
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import json
 import sys
 import time
 
-from .errors import WorkbenchError
+from .errors import IncompleteError, WorkbenchError
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR, EXIT_INCOMPLETE = 0, 1, 2, 3
+ENGINE_CHOICES = ("local", "ray")  # workbench.engine.ENGINES, without importing it
 REMOVED = "removed.parquet"  # written beside an applied subset: every removed source row and its reason
 
 
@@ -93,7 +95,11 @@ def _open(args):
     from .collection import open_collection
 
     model = getattr(args, "model", None)
-    return open_collection(args.path, model=model if model in DATACOMP_MODELS else None)
+    c = open_collection(args.path, model=model if model in DATACOMP_MODELS else None,
+                        on_error=getattr(args, "on_error", None) or "fail")
+    for s in c.skipped:  # never silently: each skipped shard is said here, and kept in the manifest
+        print(f"warning: skipped shard {s['shard']}: {' '.join(s['error'].split())}", file=sys.stderr)
+    return c
 
 
 def _encoder(args, collection):
@@ -118,9 +124,27 @@ def _load_recipe(spec: str):
     return Recipe.load(spec)
 
 
+def _formats(values) -> list[str]:
+    from .export import FORMATS
+
+    out = []
+    for v in values or ["laion"]:
+        for f in v.split(","):
+            f = f.strip()
+            if f == "all":
+                out += [x for x in FORMATS if x not in out]
+            elif f and f not in out:
+                if f not in FORMATS:
+                    raise WorkbenchError(f"unknown --format {f!r} (choose from {', '.join(FORMATS)}, or all)")
+                out.append(f)
+    return out
+
+
 def _cmd_apply(args) -> int:
     from pathlib import Path
 
+    from .engine import make_engine
+    from .export import check_destination, export
     from .scoring import apply, needs_text_encoder
 
     t0 = time.perf_counter()
@@ -132,24 +156,31 @@ def _cmd_apply(args) -> int:
         raise WorkbenchError("give DST to write the selected rows, or --dry-run to count only")
     if args.dry_run and args.out:
         raise WorkbenchError("--dry-run writes nothing: leave out DST")
+    formats = _formats(args.format)
     c = _open(args)
-    enc = _encoder(args, c) if needs_text_encoder(recipe) else None
-    sel = apply(c, recipe, encoder=enc, cache=not args.no_cache, progress=args.progress, device=args.device)
-    out = {"recipe": recipe.name, "source": str(c.path), **sel.summary(recipe), "scores": sel.scores}
-    if args.reasons:
-        tmp = Path(args.reasons + ".partial")
-        sel.reasons().write_parquet(tmp)
-        tmp.replace(args.reasons)
-        out["reasons"] = args.reasons
     if not args.dry_run:
-        from .subset import write_subset
-
-        m = write_subset(c, args.out, rows=sel.mask, rows_per_shard=args.rows_per_shard,
+        check_destination(args.out, c.source_paths, keep=False)  # inside the source, unwritable: before any work
+    enc = _encoder(args, c) if needs_text_encoder(recipe) else None
+    show = args.progress or (not args.quiet and sys.stderr.isatty())
+    with make_engine(args.engine, args.workers, args.address) as engine:
+        sel = apply(c, recipe, encoder=enc, cache=not args.no_cache, progress=show, device=args.device, engine=engine)
+        out = {"recipe": recipe.name, "source": str(c.path), **sel.summary(recipe), "scores": sel.scores,
+               "skipped_shards": c.skipped}
+        if args.reasons:
+            tmp = Path(args.reasons + ".partial")
+            sel.reasons().write_parquet(tmp)
+            tmp.replace(args.reasons)
+            out["reasons"] = args.reasons
+        if not args.dry_run:
+            res = export(c, args.out, sel.mask, formats=formats, rows_per_shard=args.rows_per_shard,
+                         samples_per_tar=args.samples_per_tar, engine=engine, progress=show,
                          parameters={"recipe": recipe.to_dict(), "summary": sel.summary(recipe)},
                          extras={REMOVED: lambda p: sel.reasons().write_parquet(p)})
-        out["out"] = args.out
-        out["removed_rows_file"] = str(Path(args.out) / REMOVED)
-        out["written_rows"] = m.get("rows") if isinstance(m, dict) else sel.kept
+            m = res.manifest
+            out.update({"out": args.out, "formats": formats, "removed_rows_file": str(Path(args.out) / REMOVED),
+                        "written_rows": m["rows"] if "laion" in formats else None, "outputs": m.get("outputs", {}),
+                        "engine": engine.describe(), "parts": res.run["tasks"], "resumed_parts": res.run["resumed"],
+                        "already_complete": res.run["already_complete"]})
     out["seconds"] = round(time.perf_counter() - t0, 3)
     if args.json:
         print(json.dumps(out))
@@ -159,8 +190,18 @@ def _cmd_apply(args) -> int:
         print(f"  {'rule':<{w}}  {'alone':>10}  {'in order':>10}  {'remaining':>10}")
         for r in out["rules"]:
             print(f"  {r['rule']:<{w}}  {r['removed_alone']:>10,}  {r['removed_in_order']:>10,}  {r['remaining']:>10,}")
+        if c.skipped:
+            print(f"{len(c.skipped)} broken shard(s) skipped (listed above and in the manifest)")
         if not args.dry_run:
-            print(f"wrote {out['kept']:,} rows to {args.out}")
+            if out["already_complete"]:
+                print(f"{args.out} already holds this export (manifest.json); nothing to do")
+            else:
+                resumed = f" ({out['resumed_parts']} of {out['parts']} parts from an earlier run)" if out["resumed_parts"] else ""
+                print(f"wrote {out['kept']:,} rows to {args.out} as {', '.join(formats)}{resumed}")
+            wds = out["outputs"].get("webdataset")
+            if wds and wds.get("no_image"):
+                print(f"  webdataset: {wds['samples']:,} samples; {wds['no_image']:,} kept rows have no image in the source "
+                      "(status no_image in the tars' parquet)")
     return EXIT_OK
 
 
@@ -332,11 +373,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dst", nargs="?", help="write the selected rows here, LAION layout, source order (an empty or new folder)")
     s.add_argument("--dry-run", action="store_true", help="count only; write nothing but the score cache")
     s.add_argument("--out", help="the same as DST")
-    s.add_argument("--rows-per-shard", type=int, default=1_000_000)
+    s.add_argument("--format", action="append", metavar="F[,F]",
+                   help="output formats: laion (default), webdataset, img2dataset, datacomp, or all (repeatable)")
+    s.add_argument("--rows-per-shard", type=int, default=1_000_000, help="rows per LAION shard and img2dataset list (1,000,000)")
+    s.add_argument("--samples-per-tar", type=int, default=10_000, help="samples per webdataset tar (10,000)")
+    s.add_argument("--engine", choices=ENGINE_CHOICES, default="local", help="where per-shard work runs (local)")
+    s.add_argument("--workers", type=int, default=None, help="worker processes (local: 1; ray: the cluster's CPUs)")
+    s.add_argument("--address", help="--engine ray: an existing cluster (host:port or auto); default: start a local one")
+    s.add_argument("--on-error", choices=("fail", "skip"), default="fail",
+                   help="a broken source shard fails the run (default) or is skipped, reported and listed in the manifest")
     s.add_argument("--reasons", help="write every removed row with its reason to this parquet file")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--no-cache", action="store_true", help="compute score columns without reading or writing the cache")
-    s.add_argument("--progress", action="store_true")
+    s.add_argument("--progress", action="store_true", help="progress bars even when stderr is not a terminal")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
     _model_args(s)
     s.set_defaults(func=_cmd_apply)
 
@@ -401,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except IncompleteError as exc:
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+        return EXIT_INCOMPLETE
     except WorkbenchError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return EXIT_ERROR

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Iterator
 
@@ -23,6 +23,7 @@ from .schema import ROW, canonical_exprs, canonical_mapping
 
 DEFAULT_CHUNK_ROWS = 65_536
 KINDS = ("image", "text")
+ON_ERROR = ("fail", "skip")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,16 @@ class Collection:
         counts = np.array([s.rows for s in self.shards], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._rows = int(self.offsets[-1])
+
+    def __reduce__(self):
+        """Pickled (for a worker process or a Ray task) as its path and open options, never its data."""
+        path, model, on_error = getattr(self, "_open_args", (str(self.path), self._layout.model, "fail"))
+        return (_reopen, (path, model, on_error, self.fingerprint))
+
+    @property
+    def skipped(self) -> list[dict]:
+        """Broken shards left out when opened with ``on_error="skip"``: shard, files, error."""
+        return list(self._layout.skipped)
 
     # -- shape -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -292,15 +303,37 @@ class Collection:
         }
 
 
-def open_collection(path: str | Path, model: str | None = None) -> Collection:
+def open_collection(path: str | Path, model: str | None = None, on_error: str = "fail") -> Collection:
     """Open the collection at `path` (layout detected; headers checked; nothing else read).
 
     `model` picks the embeddings of a DataComp pool (``"b32"`` or ``"l14"``; default l14 when present).
+    `on_error`: ``"fail"`` (a broken shard is an error) or ``"skip"``: broken shards are left out and
+    listed in ``collection.skipped`` (shard, files, error); row ids then count the shards kept.
     """
-    layout = detect(path, model=model)
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+    layout = detect(path, model=model, on_error=on_error)
     if not layout.shards:
-        raise LayoutError("the collection has no shards", path)
-    return Collection(layout)
+        raise LayoutError("the collection has no shards" + (" left (every shard is broken)" if layout.skipped else ""), path)
+    c = Collection(layout)
+    c._open_args = (str(path), model, on_error)
+    return c
+
+
+@lru_cache(maxsize=8)
+def _reopened(path: str, model: str | None, on_error: str) -> Collection:
+    return open_collection(path, model, on_error)
+
+
+def _reopen(path: str, model: str | None, on_error: str, fingerprint: str) -> Collection:
+    """A collection sent to a worker process: reopened once per process, and checked unchanged."""
+    c = _reopened(path, model, on_error)
+    if c.fingerprint != fingerprint:
+        _reopened.cache_clear()
+        c = open_collection(path, model, on_error)
+        if c.fingerprint != fingerprint:
+            raise LayoutError("the collection changed on disk while it was being read (files rewritten, added or removed)", path)
+    return c
 
 
 def describe(info: dict) -> str:

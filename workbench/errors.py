@@ -18,6 +18,9 @@ class WorkbenchError(Exception):
             where += f"row {row}: "
         super().__init__(where + message)
 
+    def __reduce__(self):  # keep path and row when an error crosses a process (pool or Ray worker)
+        return (type(self), (self.reason, self.path, self.row))
+
 
 class LayoutError(WorkbenchError):
     """The files on disk do not form a collection the workbench can read."""
@@ -41,3 +44,12 @@ class ManifestError(WorkbenchError):
 
 class RecipeError(WorkbenchError):
     """A recipe is malformed, names an unknown rule, or needs a column the data lacks."""
+
+
+class EngineError(WorkbenchError):
+    """A per-shard task could not run where the engine sends it (no Ray, a worker died, a lost cluster)."""
+
+
+class IncompleteError(WriteError):
+    """A write stopped part-way (a failed part, a lost worker): the finished parts are kept under
+    their final names, the rest is not; running the same command again resumes."""

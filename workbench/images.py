@@ -41,7 +41,7 @@ def read_tar_member(tar: str | Path, name: str) -> bytes | None:
         return f.read(size)
 
 
-def _tar_for_key(collection: Collection, key: str) -> Path | None:
+def tar_for_key(collection: Collection, key: str) -> Path | None:
     # img2dataset keys are the 5-digit shard id + the index inside it
     for d in collection.image_dirs:
         for width in (len(key) - 4, 5):
@@ -64,7 +64,7 @@ def image_bytes(collection: Collection, row: int) -> bytes | None:
     key = rec.get("key") or (Path(rec["image_path"]).stem if rec.get("image_path") else None)
     if collection.images == "webdataset" and key:
         s = collection.shards[shard]
-        tar = s.tar if s.tar is not None else _tar_for_key(collection, key)
+        tar = s.tar if s.tar is not None else tar_for_key(collection, key)
         if tar is not None:
             for ext in IMAGE_EXTENSIONS:
                 data = read_tar_member(tar, key + ext)

@@ -60,6 +60,7 @@ class Layout:
     prefer: dict[str, str] = field(default_factory=dict)  # canonical spelling preferences
     images: str | None = None  # "webdataset" when tars hold the images
     image_dirs: list[Path] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # broken shards left out (open with on_error="skip")
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -113,20 +114,54 @@ def _order_by_number(paths: list[Path]) -> list[Path]:
     return sorted(paths, key=lambda p: p.name)
 
 
-def _check_dims(shards: list[ShardFiles]) -> None:
+def _check_dims(shards: list[ShardFiles], guard: "_Guard | None" = None) -> list[ShardFiles]:
+    """The shards whose embeddings share the first shard's dim (with `guard` skipping, the others are
+    left out and recorded; without it, a different dim is an error)."""
     first: NpyArray | None = None
+    kept = []
     for s in shards:
+        ok = True
         for arr in (s.image, s.text):
             if arr is None:
                 continue
             if first is None:
                 first = arr
             elif arr.dim != first.dim:
-                raise ShardError(
+                err = ShardError(
                     f"embedding dim {arr.dim} differs from {first.dim} in {first.where}: "
                     "shards from different models cannot be mixed",
                     arr.where,
                 )
+                if guard is None or not guard.skip:
+                    raise err
+                guard.record(s.name, s.files, err)
+                ok = False
+                break
+        if ok:
+            kept.append(s)
+    return kept
+
+
+class _Guard:
+    """Per-shard error handling: ``fail`` raises the first broken shard's error; ``skip`` leaves the
+    shard out and records it (shard name, its files, the error) so that nothing is skipped silently."""
+
+    def __init__(self, on_error: str = "fail"):
+        self.skip = on_error == "skip"
+        self.skipped: list[dict] = []
+
+    def record(self, name: str, files, err: Exception) -> None:
+        self.skipped.append({"shard": str(name), "files": sorted(str(f) for f in files if f is not None),
+                             "error": str(err)})
+
+    def run(self, name: str, files, build):
+        try:
+            return build()
+        except ShardError as err:
+            if not self.skip:
+                raise
+            self.record(name, files, err)
+            return None
 
 
 def _check_rows(name: str, counts: list[tuple[str, int]]) -> int:
@@ -138,7 +173,8 @@ def _check_rows(name: str, counts: list[tuple[str, int]]) -> int:
 
 
 # -- the four layouts --------------------------------------------------------------------------
-def _embeddings(root: Path) -> Layout:
+def _embeddings(root: Path, guard: _Guard | None = None) -> Layout:
+    guard = guard or _Guard()
     dirs = {k: root / k for k in ("img_emb", "text_emb", "metadata")}
     found = {
         "img_emb": numbered_files(dirs["img_emb"], r"img_emb_(\d+)\.npy") if dirs["img_emb"].is_dir() else None,
@@ -153,13 +189,19 @@ def _embeddings(root: Path) -> Layout:
         missing = [n for n in numbers if n not in files]
         if missing:
             other_kind = next(k for k, v in present.items() if missing[0] in v)
-            raise ShardError(
+            err = ShardError(
                 f"shard {missing[0]} has {other_kind}/{present[other_kind][missing[0]].name} but no file in {kind}/"
                 + (f" ({len(missing)} shards lack one)" if len(missing) > 1 else ""),
                 dirs[kind],
             )
-    shards = []
-    for n in numbers:
+            if not guard.skip:
+                raise err
+            for n in missing:
+                guard.record(str(n), [v[n] for v in present.values() if n in v],
+                             ShardError(f"shard {n} has no file in {kind}/", dirs[kind]))
+            numbers = [n for n in numbers if n not in set(missing)]
+
+    def build(n):
         img = read_npy(present["img_emb"][n]) if "img_emb" in present else None
         txt = read_npy(present["text_emb"][n]) if "text_emb" in present else None
         meta, schema, counts = None, None, []
@@ -173,33 +215,46 @@ def _embeddings(root: Path) -> Layout:
             counts.append((str(meta), rows))
         rows = _check_rows(str(n), counts)
         name = (img or txt).path.stem.split("_")[-1]
-        shards.append(ShardFiles(name, n, rows, meta, schema, img, txt))
-    _check_dims(shards)
-    layout = Layout("embeddings", root, shards)
+        return ShardFiles(name, n, rows, meta, schema, img, txt)
+
+    shards = [guard.run(str(n), [v[n] for v in present.values()], lambda n=n: build(n)) for n in numbers]
+    shards = _check_dims([x for x in shards if x is not None], guard)
+    layout = Layout("embeddings", root, shards, skipped=guard.skipped)
     tars = sorted(root.glob("*.tar"))
     if tars:
         layout.images, layout.image_dirs = "webdataset", [root]
     return layout
 
 
-def _parquet(root: Path, folder: Path | None = None) -> Layout:
+def _parquet(root: Path, folder: Path | None = None, guard: _Guard | None = None) -> Layout:
     """Metadata only: a parquet file, a folder of them, or a written ``metadata/`` folder (`folder`)."""
     where = folder or root
     files = [root] if root.is_file() else _order_by_number([p for p in where.glob("*.parquet") if p.is_file()])
-    shards = []
-    for p in files:
+    guard = guard or _Guard()
+
+    def build(p):
         rows, schema = _parquet_footer(p)
-        shards.append(ShardFiles(p.stem, _digits(p.stem), rows, p, schema))
-    return Layout("parquet", root, shards)
+        return ShardFiles(p.stem, _digits(p.stem), rows, p, schema)
+
+    shards = [guard.run(p.stem, [p], lambda p=p: build(p)) for p in files]
+    return Layout("parquet", root, [x for x in shards if x is not None], skipped=guard.skipped)
 
 
-def _datacomp(root: Path, model: str | None) -> Layout:
+def _datacomp(root: Path, model: str | None, guard: _Guard | None = None) -> Layout:
+    guard = guard or _Guard()
     npzs = {p.stem: p for p in root.glob("*.npz")}
     parquets = {p.stem: p for p in root.glob("*.parquet")}
     for stem in sorted(set(parquets) ^ set(npzs)):
         have = (parquets.get(stem) or npzs.get(stem))
         want = f"{stem}.npz" if stem in parquets else f"{stem}.parquet"
-        raise ShardError(f"DataComp shard without its pair: {want} is missing", have)
+        err = ShardError(f"DataComp shard without its pair: {want} is missing", have)
+        if not guard.skip:
+            raise err
+        guard.record(stem, [have], err)
+        parquets.pop(stem, None)
+        npzs.pop(stem, None)
+    if not npzs:
+        return Layout("datacomp", root, [], skipped=guard.skipped)
     stems = sorted(npzs)  # DataComp names shards by fixed-width hex or numbers
     if all(s.isdigit() for s in stems):
         stems.sort(key=int)
@@ -211,8 +266,8 @@ def _datacomp(root: Path, model: str | None) -> Layout:
         model = next(m for m in DATACOMP_MODELS if m in models)
     elif model not in models:
         raise LayoutError(f"model {model!r} not in this DataComp pool (it has {models})", root)
-    shards = []
-    for stem in stems:
+
+    def build(stem):
         names = npz_members(npzs[stem])
         img = read_npz_member(npzs[stem], f"{model}_img") if f"{model}_img" in names else None
         txt = read_npz_member(npzs[stem], f"{model}_txt") if f"{model}_txt" in names else None
@@ -221,50 +276,59 @@ def _datacomp(root: Path, model: str | None) -> Layout:
         rows, schema = _parquet_footer(parquets[stem])
         counts = [(str(parquets[stem]), rows)] + [(a.where, a.rows) for a in (img, txt) if a is not None]
         rows = _check_rows(stem, counts)
-        shards.append(ShardFiles(stem, int(stem) if stem.isdigit() else None, rows, parquets[stem], schema, img, txt))
-    _check_dims(shards)
-    return Layout("datacomp", root, shards, model=model, models=models, prefer={"similarity": DATACOMP_SIMILARITY[model]})
+        return ShardFiles(stem, int(stem) if stem.isdigit() else None, rows, parquets[stem], schema, img, txt)
+
+    shards = [guard.run(stem, [npzs[stem], parquets[stem]], lambda stem=stem: build(stem)) for stem in stems]
+    shards = _check_dims([x for x in shards if x is not None], guard)
+    return Layout("datacomp", root, shards, model=model, models=models, prefer={"similarity": DATACOMP_SIMILARITY[model]},
+                  skipped=guard.skipped)
 
 
-def _webdataset(root: Path) -> Layout:
+def _webdataset(root: Path, guard: _Guard | None = None) -> Layout:
+    guard = guard or _Guard()
     tars = _order_by_number(sorted(root.glob("*.tar")))
-    shards = []
-    for tar in tars:
+
+    def build(tar):
         pq_path = tar.with_suffix(".parquet")
         if not pq_path.exists():
             raise ShardError(f"img2dataset writes a parquet beside each tar; {pq_path.name} is missing", tar)
         _, schema = _parquet_footer(pq_path)
         rows = _success_rows(pq_path, schema)
-        shards.append(ShardFiles(tar.stem, _digits(tar.stem), rows, pq_path, schema, tar=tar, success_only=True))
-    return Layout("webdataset", root, shards, images="webdataset", image_dirs=[root])
+        return ShardFiles(tar.stem, _digits(tar.stem), rows, pq_path, schema, tar=tar, success_only=True)
+
+    shards = [guard.run(tar.stem, [tar, tar.with_suffix(".parquet")], lambda tar=tar: build(tar)) for tar in tars]
+    return Layout("webdataset", root, [x for x in shards if x is not None], images="webdataset", image_dirs=[root],
+                  skipped=guard.skipped)
 
 
-def detect(path: str | Path, model: str | None = None) -> Layout:
-    """Find the layout at `path` and check every shard's headers. Raises LayoutError/ShardError."""
+def detect(path: str | Path, model: str | None = None, on_error: str = "fail") -> Layout:
+    """Find the layout at `path` and check every shard's headers. Raises LayoutError/ShardError;
+    with ``on_error="skip"`` broken shards are left out and listed in ``Layout.skipped``."""
     root = Path(path)
+    guard = _Guard(on_error)
     if not root.exists():
         raise LayoutError("no such file or folder", root)
     if root.is_file():
         if root.suffix == ".parquet":
-            return _parquet(root)
+            return _parquet(root, guard=guard)
         raise LayoutError("a collection is a folder (or a single .parquet file)", root)
     if (root / "img_emb").is_dir() or (root / "text_emb").is_dir():
-        return _embeddings(root)
+        return _embeddings(root, guard)
     subs = [d for d in root.iterdir() if d.is_dir() and ((d / "img_emb").is_dir() or (d / "text_emb").is_dir())]
     if subs and any(root.glob("*.tar")):
         if len(subs) > 1:
             raise LayoutError(f"several embedding folders beside the tars: {sorted(s.name for s in subs)}", root)
-        layout = _embeddings(subs[0])
+        layout = _embeddings(subs[0], guard)
         layout.images, layout.image_dirs = "webdataset", [root]
         return layout
     if any(root.glob("*.npz")):
-        return _datacomp(root, model)
+        return _datacomp(root, model, guard)
     if any(root.glob("*.tar")):
-        return _webdataset(root)
+        return _webdataset(root, guard)
     if any(root.glob("*.parquet")):
-        return _parquet(root)
+        return _parquet(root, guard=guard)
     if (root / "metadata").is_dir() and any((root / "metadata").glob("metadata_*.parquet")):
-        return _parquet(root, root / "metadata")  # what the writer makes of a metadata-only subset
+        return _parquet(root, root / "metadata", guard)  # what the writer makes of a metadata-only subset
     raise LayoutError(
         "no collection found: expected img_emb/ (+ text_emb/, metadata/), *.parquet, *.tar + *.parquet, "
         "or *.parquet + *.npz",

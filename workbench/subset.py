@@ -57,37 +57,19 @@ def write_subset(
     padding: int = 0,
     parameters: dict | None = None,
     model: dict | None = None,
-    chunk_rows: int = CHUNK_ROWS,
     extras: dict | None = None,
+    formats=("laion",),
+    engine=None,
+    progress=False,
 ) -> dict:
     """Write the selected rows of `collection` into `dst` in the LAION layout; returns the manifest.
 
-    The destination must be new or empty and outside the source. `extras` maps a relative path to a
-    ``write(path)`` function: sidecar files written atomically and listed (with sha256) in the manifest.
+    The destination must be new or empty (or an unfinished write of the same rows, which is
+    resumed) and outside the source. `extras` maps a relative path to a ``write(path)`` function:
+    sidecar files written atomically and listed (with sha256) in the manifest. See
+    :func:`workbench.export.export` for the other formats and engines.
     """
-    selected = as_rows(collection, rows)
-    has_img, has_txt = collection.has_embeddings, collection.has_text_embeddings
-    has_meta = any(s.metadata is not None for s in collection.shards)
-    params = {"selected_rows": int(len(selected)), **(parameters or {})}
-    if model is None:
-        model = collection.model_identity  # a subset keeps its source's model identity
-    writer = ShardWriter(dst, rows_per_shard=rows_per_shard, padding=padding, source=collection,
-                         parameters=params, model=model)
-    with writer:
-        shard_ids = collection.shard_of(selected)
-        for i in np.unique(shard_ids):
-            i = int(i)
-            local = selected[shard_ids == i] - collection.offsets[i]
-            table = _source_table(collection, i) if has_meta else None
-            img = collection.embeddings(i, "image") if has_img else None
-            txt = collection.embeddings(i, "text") if has_txt else None
-            for start in range(0, len(local), chunk_rows):
-                part = local[start : start + chunk_rows]
-                writer.add(
-                    image=None if img is None else np.asarray(img[part]),
-                    text=None if txt is None else np.asarray(txt[part]),
-                    metadata=None if table is None else table.take(pa.array(part)),
-                )
-        for rel, write in (extras or {}).items():
-            writer.write_extra(rel, write)
-    return writer.manifest
+    from .export import export
+
+    return export(collection, dst, rows, formats=formats, rows_per_shard=rows_per_shard, padding=padding,
+                  parameters=parameters, model=model, extras=extras, engine=engine, progress=progress).manifest

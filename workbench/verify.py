@@ -5,13 +5,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 
 from .errors import ManifestError
 from .npyfile import read_npy
 from .writer import MANIFEST, MANIFEST_FORMAT, STAGING, sha256_file
 
-DATA_DIRS = ("img_emb", "text_emb", "metadata")
+DATA_DIRS = ("img_emb", "text_emb", "metadata", "webdataset", "img2dataset", "datacomp")
 
 
 @dataclass
@@ -40,6 +41,8 @@ def load_manifest(folder: str | Path) -> dict:
 
 def _rows(path: Path) -> int:
     if path.suffix == ".npy":
+        if path.parent.name == "datacomp":  # a 1-d array of (u8, u8) uids
+            return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
         return read_npy(path).rows
     return pq.read_metadata(path).num_rows
 
@@ -77,7 +80,8 @@ def verify(folder: str | Path) -> VerifyReport:
             if rows != entry["rows"]:
                 report.problems.append(f"{path}: {rows} rows, manifest says {entry['rows']}")
     shard_rows = sum(int(s.get("rows", 0)) for s in manifest.get("shards", []))
-    if shard_rows != manifest.get("rows"):
+    laion = "outputs" not in manifest or "laion" in (manifest.get("outputs") or {}) or manifest.get("shards")
+    if laion and shard_rows != manifest.get("rows"):
         report.problems.append(f"{folder / MANIFEST}: shards hold {shard_rows} rows, manifest says {manifest.get('rows')}")
     for d in DATA_DIRS:
         sub = folder / d

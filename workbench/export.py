@@ -1,0 +1,646 @@
+"""Writing the selected rows of a collection: formats, parallel per-part tasks, resume, manifest.
+
+    from workbench.export import export
+    result = export(collection, selection.mask, "out/", formats=("laion", "webdataset"),
+                    engine=make_engine("local", workers=2), parameters={"recipe": ...})
+    result.manifest          # what manifest.json says
+
+The kept rows, in source order, are cut into parts (``rows_per_shard`` rows for the LAION layout
+and the img2dataset lists, ``samples_per_tar`` for webdataset tars). Each part is one task: it
+reads its rows from the source shards and writes its files into ``DST/.staging/tmp/<task>/``,
+fsyncs them, moves them to their final names with ``os.replace`` and records itself in
+``DST/.staging/done/<task>.json``. A part is a pure function of the source, the selection and the
+options, so the outputs are byte-identical whatever the engine or the number of workers.
+
+A run that stops part-way (killed, a full disk) leaves finished parts under their final names, its
+plan and journal under ``.staging/``, and no ``manifest.json``; the same command run again redoes
+only the unfinished parts. ``manifest.json`` is written last.
+
+Formats (see :data:`FORMATS`): ``laion`` (img_emb/, text_emb/, metadata/: the clip-retrieval layout),
+``webdataset`` (``webdataset/<n:05d>.tar`` with jpg/txt/json per sample and a parquet beside each
+tar, as img2dataset writes them), ``img2dataset`` (``img2dataset/<n:05d>.parquet``: url, caption,
+row — an input list for img2dataset), ``datacomp`` (``datacomp/uids.npy``: the sorted 128-bit uids
+as ``np.dtype("u8,u8")``, DataComp's subset file). Every export also gets ``removed.parquet``
+when the caller passes it as an extra (the CLI and the notebook do: each removed row and its reason).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .errors import IncompleteError, ShardError, WorkbenchError, WriteError
+from .writer import (MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, STAGING, _conform, _fsync_dir, _npy_header,
+                     check_not_inside, sha256_file, shard_name)
+
+FORMATS = ("laion", "webdataset", "img2dataset", "datacomp")
+OUTPUT_DIRS = ("img_emb", "text_emb", "metadata", "webdataset", "img2dataset", "datacomp")
+PLAN = "plan.json"
+GATHER_ROWS = 65_536
+META_ROW_GROUP = 131_072
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Rows of one source shard (local indices, sorted) that a part takes, in order."""
+
+    shard: int
+    rows: np.ndarray
+
+
+@dataclass(frozen=True)
+class Part:
+    fmt: str
+    number: int
+    first: int  # position of the part's first row among all kept rows
+    pieces: tuple[Piece, ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(len(p.rows) for p in self.pieces)
+
+    @property
+    def task_id(self) -> str:
+        return f"{self.fmt}-{self.number:06d}"
+
+
+@dataclass
+class ExportResult:
+    manifest: dict
+    run: dict = field(default_factory=dict)  # tasks done now / resumed, seconds; not in the manifest
+
+
+# -- destination -----------------------------------------------------------------------------------
+def check_destination(dst: str | Path, sources: list[Path] = (), keep: bool = True) -> str:
+    """Fail early on a destination that can never be written: inside the source, not a folder,
+    unwritable, or holding anything but an earlier run of this writer. Returns ``"new"``,
+    ``"unfinished"`` (a plan to resume) or ``"finished"`` (a manifest is there). ``keep=False``
+    removes the folder again when the check created it."""
+    dst = Path(dst)
+    check_not_inside(dst, list(sources))
+    if dst.exists() and not dst.is_dir():
+        raise WriteError("destination exists and is not a folder", dst)
+    state = "new"
+    if dst.is_dir():
+        names = {p.name for p in dst.iterdir()}
+        if MANIFEST in names:
+            state = "finished"
+        elif (dst / STAGING / PLAN).is_file():
+            state = "unfinished"
+        elif names - {STAGING}:
+            raise WriteError(f"destination is not empty ({', '.join(sorted(names - {STAGING})[:5])}); "
+                             "choose an empty or new folder", dst)
+    created = not dst.exists()
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+        probe = dst / f".probe-{os.getpid()}"
+        probe.write_bytes(b"x")
+        probe.unlink()
+        if created and keep is False:
+            dst.rmdir()
+    except OSError as exc:
+        raise WriteError(f"destination is not writable ({exc.strerror or exc})", dst) from None
+    return state
+
+
+def free_bytes(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
+# -- planning --------------------------------------------------------------------------------------
+def _kept_per_shard(collection, rows) -> list[np.ndarray]:
+    from .subset import as_rows
+
+    selected = as_rows(collection, rows)
+    bounds = np.searchsorted(selected, collection.offsets)
+    return [selected[bounds[i]:bounds[i + 1]] - collection.offsets[i] for i in range(len(collection.shards))]
+
+
+def cut_parts(fmt: str, kept: list[np.ndarray], size: int) -> list[Part]:
+    """The kept rows, in source order, cut into parts of `size` rows (the last one shorter)."""
+    parts, pieces, have, number, first = [], [], 0, 0, 0
+    for shard, local in enumerate(kept):
+        start = 0
+        while start < len(local):
+            take = min(size - have, len(local) - start)
+            pieces.append(Piece(shard, local[start:start + take]))
+            have += take
+            start += take
+            if have == size:
+                parts.append(Part(fmt, number, first, tuple(pieces)))
+                number, first, pieces, have = number + 1, first + have, [], 0
+    if have:
+        parts.append(Part(fmt, number, first, tuple(pieces)))
+    return parts
+
+
+def _selection_digest(kept: list[np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for i, local in enumerate(kept):
+        h.update(f"|{i}:{len(local)}|".encode())
+        h.update(np.ascontiguousarray(local, dtype="<i8").tobytes())
+    return h.hexdigest()
+
+
+# -- reading source rows ---------------------------------------------------------------------------
+def source_rows_table(collection, shard: int, rows: np.ndarray, columns: list[str] | None = None) -> pa.Table:
+    """The metadata rows `rows` (local, sorted) of a source shard, reading only the row groups they span."""
+    s = collection.shards[shard]
+    try:
+        f = pq.ParquetFile(s.metadata)
+        if s.success_only and "status" in f.schema_arrow.names:
+            table = f.read(columns=columns if columns is None or "status" in columns else columns + ["status"])
+            table = table.filter(pc.equal(table.column("status"), "success"))
+            if columns is not None and "status" not in columns:
+                table = table.drop_columns(["status"])
+            if table.num_rows != s.rows:
+                raise ShardError(f"has {table.num_rows} rows now, {s.rows} when the collection was opened", s.metadata)
+            return table.take(pa.array(rows))
+        md = f.metadata
+        if md.num_rows != s.rows:
+            raise ShardError(f"has {md.num_rows} rows now, {s.rows} when the collection was opened", s.metadata)
+        if len(rows) == 0:
+            return f.schema_arrow.empty_table() if columns is None else f.schema_arrow.empty_table().select(columns)
+        starts = np.cumsum([0] + [md.row_group(g).num_rows for g in range(md.num_row_groups)])
+        g0 = int(np.searchsorted(starts, rows[0], side="right") - 1)
+        g1 = int(np.searchsorted(starts, rows[-1], side="right") - 1)
+        table = f.read_row_groups(list(range(g0, g1 + 1)), columns=columns)
+        return table.take(pa.array(rows - starts[g0]))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ShardError(f"cannot read metadata ({str(exc).splitlines()[0]})", s.metadata) from None
+
+
+class _HashingFile:
+    """A file written in order, hashed as it is written (no second read of what was written)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.f = open(path, "wb")
+        self.h = hashlib.sha256()
+        self.bytes = 0
+
+    def write(self, data) -> None:
+        mv = memoryview(data).cast("B")
+        self.h.update(mv)
+        self.f.write(mv)
+        self.bytes += len(mv)
+
+    def close(self) -> dict:
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+        return {"bytes": self.bytes, "sha256": self.h.hexdigest()}
+
+
+# -- the formats -----------------------------------------------------------------------------------
+def _write_npy(collection, part: Part, kind: str, path: Path, dim: int, dtype: np.dtype) -> dict:
+    out = _HashingFile(path)
+    try:
+        out.write(_npy_header((part.rows, dim), dtype))
+        for piece in part.pieces:
+            arr = collection.embeddings(piece.shard, kind)
+            for a in range(0, len(piece.rows), GATHER_ROWS):
+                block = np.asarray(arr[piece.rows[a:a + GATHER_ROWS]])
+                out.write(np.ascontiguousarray(block, dtype=dtype))
+    except BaseException:
+        out.f.close()
+        raise
+    return out.close()
+
+
+def write_laion_part(collection, part: Part, tmp: Path, options: dict) -> list[dict]:
+    """One shard of the LAION layout: img_emb/text_emb rows byte-identical to the source, and the
+    metadata rows with the source's columns (conformed to the first kept shard's schema)."""
+    name = shard_name(part.number, options["padding"])
+    files = []
+    for kind, folder in (("image", "img_emb"), ("text", "text_emb")):
+        if options["kinds"][kind]:
+            rel = f"{folder}/{folder}_{name}.npy"
+            (tmp / folder).mkdir(parents=True, exist_ok=True)
+            info = _write_npy(collection, part, kind, tmp / rel, options["dim"], np.dtype(options["dtype"]))
+            files.append({"path": rel, "rows": part.rows, **info})
+    if options["schema"] is not None:
+        rel = f"metadata/metadata_{name}.parquet"
+        (tmp / "metadata").mkdir(parents=True, exist_ok=True)
+        schema = options["schema"]
+        tables = [_conform(source_rows_table(collection, p.shard, p.rows), schema, collection.shards[p.shard].metadata)
+                  for p in part.pieces]
+        table = pa.concat_tables(tables) if tables else schema.empty_table()
+        pq.write_table(table, tmp / rel, row_group_size=META_ROW_GROUP)
+        files.append({"path": rel, "rows": part.rows})
+    return files
+
+
+def write_img2dataset_part(collection, part: Part, tmp: Path, options: dict) -> list[dict]:
+    """An img2dataset input list: url, caption (the canonical columns) and the source row id."""
+    canon = collection.canonical
+    url, caption = canon.get("url"), canon.get("caption")
+    cols = [c for c in (url, caption) if c is not None]
+    urls, caps, rows = [], [], []
+    for p in part.pieces:
+        t = source_rows_table(collection, p.shard, p.rows, cols)
+        urls.append(t.column(url).cast(pa.string()))
+        caps.append(t.column(caption).cast(pa.string()) if caption else pa.nulls(t.num_rows, pa.string()))
+        rows.append(pa.array(p.rows + int(collection.offsets[p.shard]), pa.int64()))
+    table = pa.table({
+        "url": pa.chunked_array(urls, pa.string()),
+        "caption": pa.chunked_array(caps, pa.string()),
+        "row": pa.chunked_array(rows, pa.int64()),
+    })
+    rel = f"img2dataset/{part.number:05d}.parquet"
+    (tmp / "img2dataset").mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, tmp / rel, row_group_size=META_ROW_GROUP)
+    return [{"path": rel, "rows": part.rows}]
+
+
+def uid_pairs(uids) -> np.ndarray:
+    """128-bit hex uids -> DataComp's ``np.dtype("u8,u8")`` pairs (high, low 64 bits)."""
+    out = np.empty(len(uids), np.dtype("u8,u8"))
+    for i, u in enumerate(uids):
+        if u is None or len(u) != 32:
+            raise ValueError(f"uid {u!r} is not 32 hex digits")
+        out[i] = (int(u[:16], 16), int(u[16:], 16))
+    return out
+
+
+def write_datacomp_part(collection, part: Part, tmp: Path, options: dict) -> list[dict]:
+    """DataComp's subset file: the kept rows' uids, sorted, as ``np.dtype("u8,u8")``."""
+    col = collection.canonical.get("uid", "uid")
+    chunks = []
+    for p in part.pieces:
+        t = source_rows_table(collection, p.shard, p.rows, [col])
+        try:
+            chunks.append(uid_pairs(t.column(col).to_pylist()))
+        except ValueError as exc:
+            raise ShardError(f"column {col!r}: {exc}", collection.shards[p.shard].metadata) from None
+    uids = np.concatenate(chunks) if chunks else np.zeros(0, np.dtype("u8,u8"))
+    uids.sort(order=["f0", "f1"])
+    rel = "datacomp/uids.npy"
+    (tmp / "datacomp").mkdir(parents=True, exist_ok=True)
+    with open(tmp / rel, "wb") as f:
+        np.save(f, uids, allow_pickle=False)
+    return [{"path": rel, "rows": len(uids)}]
+
+
+def _webdataset_writer():
+    from .wdsexport import write_webdataset_part
+
+    return write_webdataset_part
+
+
+WRITERS: dict[str, Callable] = {
+    "laion": write_laion_part,
+    "img2dataset": write_img2dataset_part,
+    "datacomp": write_datacomp_part,
+}
+
+
+# -- the task ------------------------------------------------------------------------------------
+def run_part(task: tuple) -> dict:
+    """Write one part into staging, publish its files under their final names, journal it."""
+    collection, dst, part, options = task
+    dst = Path(dst)
+    tmp = dst / STAGING / "tmp" / part.task_id
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    writer = _webdataset_writer() if part.fmt == "webdataset" else WRITERS[part.fmt]
+    try:
+        files = writer(collection, part, tmp, options)
+        for e in files:
+            staged = tmp / e["path"]
+            if "sha256" not in e:
+                with open(staged, "rb+") as f:
+                    os.fsync(f.fileno())
+                e["bytes"] = staged.stat().st_size
+                e["sha256"] = sha256_file(staged)
+        for e in files:
+            final = dst / e["path"]
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp / e["path"], final)
+            _fsync_dir(final.parent)
+    except OSError as exc:
+        raise WriteError(f"writing part {part.number} ({part.fmt}) failed: {exc.strerror or exc}; "
+                         "finished parts are kept: run the same command again to resume", dst) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    record = {"task": part.task_id, "rows": part.rows, "files": [_entry(e) for e in files],
+              "stats": {k: v for e in files for k, v in e.get("stats", {}).items()}}
+    _write_json_atomic(dst / STAGING / "done" / f"{part.task_id}.json", record)
+    return record
+
+
+def _entry(e: dict) -> dict:
+    out = {"path": e["path"], "bytes": e["bytes"], "sha256": e["sha256"]}
+    if "rows" in e:
+        out["rows"] = e["rows"]
+    if "samples" in e:
+        out["samples"] = e["samples"]
+    return out
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _journal(dst: Path, task_id: str) -> dict | None:
+    """The record of a part finished by an earlier run, when all its files are still there intact."""
+    p = dst / STAGING / "done" / f"{task_id}.json"
+    try:
+        rec = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    for e in rec.get("files", []):
+        f = dst / e["path"]
+        if not f.is_file() or f.stat().st_size != e["bytes"]:
+            return None
+    return rec
+
+
+# -- the export ----------------------------------------------------------------------------------
+def _options(collection, kept: list[np.ndarray], padding: int, samples_per_tar: int) -> dict:
+    """What every part needs to know about the whole export (the same for every part)."""
+    with_schema = [i for i, s in enumerate(collection.shards) if s.schema is not None]
+    first = next((i for i in with_schema if len(kept[i])), with_schema[0] if with_schema else None)
+    schema = None if first is None else collection.shards[first].schema  # the first kept shard's columns
+    return {
+        "padding": padding,
+        "samples_per_tar": samples_per_tar,
+        "kinds": {"image": collection.has_embeddings, "text": collection.has_text_embeddings},
+        "dim": collection.dim,
+        "dtype": _out_dtype(collection.dtype),
+        "schema": schema,
+    }
+
+
+def _out_dtype(dtype: str | None) -> str | None:
+    if dtype is None:
+        return None
+    return dtype if dtype in ("float16", "float32") else "float32"
+
+
+def _needed_bytes(collection, kept: list[np.ndarray], formats: tuple[str, ...]) -> int:
+    """A generous estimate of what the export writes (for the free-space check before any write)."""
+    total = 0
+    for i, local in enumerate(kept):
+        s = collection.shards[i]
+        frac = len(local) / s.rows if s.rows else 0.0
+        if "laion" in formats:
+            for arr in (s.image, s.text):
+                if arr is not None:
+                    total += len(local) * arr.dim * np.dtype(_out_dtype(str(arr.dtype))).itemsize
+            if s.metadata is not None:
+                total += int(s.metadata.stat().st_size * frac * 1.25)
+        if "webdataset" in formats:
+            if s.tar is not None:
+                total += int(s.tar.stat().st_size * frac * 1.1)
+            if s.metadata is not None:
+                total += int(s.metadata.stat().st_size * frac * 3)
+        if "img2dataset" in formats and s.metadata is not None:
+            total += int(s.metadata.stat().st_size * frac)
+        if "datacomp" in formats:
+            total += 16 * len(local)
+    return total
+
+
+def export(
+    collection,
+    dst: str | Path,
+    rows=None,
+    *,
+    formats: tuple[str, ...] | list[str] = ("laion",),
+    rows_per_shard: int = 1_000_000,
+    padding: int = 0,
+    samples_per_tar: int = 10_000,
+    engine=None,
+    parameters: dict | None = None,
+    model: dict | None = None,
+    extras: dict | None = None,
+    progress=False,
+    plan_extra: dict | None = None,
+) -> ExportResult:
+    """Write the selected `rows` (ids or a mask; None: all) of `collection` into `dst`.
+
+    Resumes an unfinished export of the same plan (source, selection, formats and options) into
+    `dst`; refuses a `dst` holding anything else. `extras` maps a relative path to a
+    ``write(path)`` function for sidecar files (e.g. ``removed.parquet``), listed in the manifest.
+    """
+    import time
+
+    from .engine import LocalEngine
+
+    t0 = time.perf_counter()
+    formats = tuple(dict.fromkeys(formats))
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise WriteError(f"unknown output format(s) {bad} (choose from {', '.join(FORMATS)})", dst)
+    if rows_per_shard < 1 or samples_per_tar < 1:
+        raise WriteError("rows per shard and samples per tar must be >= 1", dst)
+    dst = Path(dst)
+    kept = _kept_per_shard(collection, rows)
+    n_kept = int(sum(len(k) for k in kept))
+    _check_formats(collection, formats, dst)
+    state = check_destination(dst, collection.source_paths)
+    if model is None:
+        model = collection.model_identity
+    params = {"selected_rows": n_kept, **(parameters or {})}
+    plan = {
+        "source": collection.fingerprint,
+        "skipped_shards": [s["shard"] for s in collection.skipped],
+        "selection": _selection_digest(kept),
+        "formats": list(formats),
+        "rows_per_shard": int(rows_per_shard),
+        "padding": int(padding),
+        "samples_per_tar": int(samples_per_tar),
+        "parameters": params,
+        "extras": sorted(extras or {}),
+        **(plan_extra or {}),
+    }
+    digest = hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()
+    if state == "finished":
+        try:
+            old = json.loads((dst / MANIFEST).read_text())
+        except (OSError, ValueError):
+            old = {}
+        if old.get("plan") == digest:
+            return ExportResult(old, {"tasks": 0, "resumed": 0, "already_complete": True,
+                                      "seconds": round(time.perf_counter() - t0, 3)})
+        raise WriteError("destination holds a finished export of another selection or options; "
+                         "choose an empty or new folder", dst)
+    staging = dst / STAGING
+    if state == "unfinished":
+        try:
+            old_plan = json.loads((staging / PLAN).read_text())
+        except (OSError, ValueError):
+            old_plan = {}
+        if old_plan.get("digest") != digest:
+            changed = sorted(k for k in plan if old_plan.get("plan", {}).get(k) != plan[k])
+            raise WriteError("destination holds an unfinished export of a different plan "
+                             f"(differs in: {', '.join(changed) or 'everything'}); remove it or choose another folder", dst)
+    else:
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        _write_json_atomic(staging / PLAN, {"digest": digest, "plan": plan})
+    shutil.rmtree(staging / "tmp", ignore_errors=True)
+
+    parts: list[Part] = []
+    for fmt in formats:
+        if fmt == "datacomp":
+            parts += cut_parts(fmt, kept, max(n_kept, 1))
+        elif fmt == "webdataset":
+            parts += cut_parts(fmt, kept, samples_per_tar)
+        else:
+            parts += cut_parts(fmt, kept, rows_per_shard)
+    records: dict[str, dict] = {}
+    todo = []
+    for p in parts:
+        rec = _journal(dst, p.task_id)
+        if rec is not None:
+            records[p.task_id] = rec
+        else:
+            todo.append(p)
+    resumed = len(records)
+    need = _needed_bytes(collection, kept, formats) * (len(todo) / max(len(parts), 1))
+    free = free_bytes(dst)
+    if need > free:
+        raise WriteError(f"not enough free space: the export needs about {_gb(need)}, {_gb(free)} free", dst)
+
+    opts = _options(collection, kept, padding, samples_per_tar)
+    own = engine is None
+    engine = engine or LocalEngine(1)
+    bar = _bar(progress, sum(p.rows for p in parts), sum(p.rows for p in parts if p.task_id in records))
+    try:
+        tasks = [(collection, str(dst), p, opts) for p in todo]
+        try:
+            for i, rec in engine.map(run_part, tasks):
+                records[todo[i].task_id] = rec
+                if bar is not None:
+                    bar.update(todo[i].rows)
+        except WorkbenchError as exc:
+            raise IncompleteError(f"{exc} [{len(records)} of {len(parts)} parts are written and kept; "
+                                  "run the same command again to resume]", dst) from None
+    finally:
+        if bar is not None:
+            bar.close()
+        if own:
+            engine.close()
+
+    manifest = _manifest(collection, dst, parts, records, formats, rows_per_shard, padding, samples_per_tar,
+                         params, model, digest, extras)
+    return ExportResult(manifest, {"tasks": len(parts), "done_now": len(todo), "resumed": resumed,
+                                   "already_complete": False, "seconds": round(time.perf_counter() - t0, 3)})
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def _bar(progress, total: int, done: int):
+    if callable(progress):
+        from .scoring import _Callback
+
+        bar = _Callback(progress, total)
+        bar.update(done)
+        return bar
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc="writing", unit="row", unit_scale=True)
+
+
+def _check_formats(collection, formats, dst) -> None:
+    canon = collection.canonical
+    if "img2dataset" in formats and "url" not in canon:
+        raise WriteError("the img2dataset format needs a url column, which the collection lacks", dst)
+    if "datacomp" in formats and "uid" not in canon:
+        raise WriteError("the datacomp format needs DataComp's uid column, which the collection lacks "
+                         "(use --format img2dataset for a url list)", dst)
+    if "webdataset" in formats and not (collection.images or "image_path" in canon):
+        raise WriteError("the webdataset format needs images: the collection has no tars and no image_path column", dst)
+
+
+def _manifest(collection, dst: Path, parts, records, formats, rows_per_shard, padding, samples_per_tar,
+              params, model, digest, extras) -> dict:
+    files, extra_files, shards, outputs = [], [], [], {}
+    for p in parts:
+        rec = records[p.task_id]
+        if p.fmt == "laion":
+            files += rec["files"]
+            if p.rows:
+                shards.append({"name": shard_name(p.number, padding), "rows": p.rows,
+                               "files": [e["path"] for e in rec["files"]]})
+        else:
+            extra_files += rec["files"]
+        out = outputs.setdefault(p.fmt, {"parts": 0, "rows": 0})
+        out["parts"] += 1
+        out["rows"] += p.rows
+        for k, v in rec.get("stats", {}).items():
+            out[k] = out.get(k, 0) + v
+    staging = dst / STAGING
+    for rel, write in (extras or {}).items():
+        rel = Path(rel).as_posix()
+        if rel.startswith(("/", "..")) or rel == MANIFEST:
+            raise WriteError(f"invalid sidecar path {rel!r}", dst)
+        staged = staging / "tmp" / "extras" / rel
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        write(staged)
+        if not staged.exists():
+            raise WriteError(f"sidecar writer did not create {rel}", dst)
+        with open(staged, "rb+") as f:
+            os.fsync(f.fileno())
+        entry = {"path": rel, "bytes": staged.stat().st_size, "sha256": sha256_file(staged)}
+        final = dst / rel
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, final)
+        extra_files.append(entry)
+    laion = "laion" in formats
+    opts = {"image": collection.has_embeddings, "text": collection.has_text_embeddings}
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "layout": ("embeddings" if (opts["image"] or opts["text"]) else "parquet") if laion else None,
+        "rows": sum(s["rows"] for s in shards) if laion else int(params["selected_rows"]),
+        "dim": collection.dim if laion else None,
+        "dtype": _out_dtype(collection.dtype) if laion else None,
+        "rows_per_shard": int(rows_per_shard),
+        "padding": int(padding),
+        "samples_per_tar": int(samples_per_tar),
+        "shards": shards,
+        "files": files,
+        "extra_files": extra_files,
+        "outputs": outputs,
+        "source": {**collection.identity(), "skipped_shards": collection.skipped},
+        "model": model,
+        "parameters": params,
+        "plan": digest,
+    }
+    tmp = staging / MANIFEST
+    with open(tmp, "w") as f:
+        json.dump(manifest, f, indent=1, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, dst / MANIFEST)
+    _fsync_dir(dst)
+    shutil.rmtree(staging, ignore_errors=True)
+    return manifest
