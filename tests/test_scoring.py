@@ -7,10 +7,12 @@ import pytest
 
 import workbench
 from tests.conftest import make_embeddings, unit_rows
+from workbench.engine import make_engine
 from workbench.heads import ModelMismatchError, head
 from workbench.prompts import DemoText
 from workbench.recipe import Recipe, preset
-from workbench.scorers import HeadScorer, PromptScorer, SimilarityScorer
+from workbench.scorers import (HeadScorer, Laion400mScorer, LanguageScorer, PromptScorer, SafetyScorer,
+                               SimilarityScorer)
 from workbench.scoring import apply, compute
 
 
@@ -171,3 +173,89 @@ def test_preset_laion400m_needs_a_text_tower_for_real_collections(tmp_path):
     c = workbench.open_collection(make_embeddings(tmp_path / "c", rows=(5,), dim=16))
     with pytest.raises(workbench.WorkbenchError, match="--model"):
         apply(c, preset("laion400m"))
+
+
+# -- engines: the per-shard work in worker processes -------------------------------------------------
+@pytest.fixture(scope="module")
+def pool():
+    """Two spawned worker processes, shared by the engine tests (a pool costs a second or two to start)."""
+    with make_engine("local", workers=2) as engine:
+        yield engine
+
+
+def _cache_files(world):
+    return {str(p.relative_to(world)): p.read_bytes() for p in sorted((world / ".workbench").rglob("*.parquet"))}
+
+
+def test_an_engine_scores_and_caches_exactly_as_in_process(demo_world, pool):
+    import shutil
+
+    c = workbench.open_collection(demo_world)
+    enc = DemoText(demo_world)
+
+    def scorers():
+        return [PromptScorer("p", texts=["a watermark", "a logo"], negatives=["a cat"], encoder=enc),
+                PromptScorer("q", texts=["a dog"]), HeadScorer("h", "nsfw-b32"), SimilarityScorer("sim"),
+                LanguageScorer(), Laion400mScorer(enc)]
+
+    here = compute(c, scorers())
+    values, files = here.collect(), _cache_files(demo_world)
+    assert len(files) == 3 * 8  # 6 scorers' columns + image and text row norms, per shard
+    assert compute(c, scorers(), cache=False, engine=pool).collect().equals(values)
+    shutil.rmtree(demo_world / ".workbench")
+    seen = []
+    res = compute(workbench.open_collection(demo_world), scorers(), engine=pool,
+                  progress=lambda done, total: seen.append((done, total)))
+    assert all(r["computed"] == 3 and r["cached"] == 0 for r in res.report.values())
+    assert seen[0] == (0, 3) and seen[-1] == (3, 3)
+    assert res.collect().equals(values)
+    assert _cache_files(demo_world) == files  # the same files, byte for byte
+    again = compute(workbench.open_collection(demo_world), scorers(), engine=pool)
+    assert all(r["cached"] == 3 and r["computed"] == 0 for r in again.report.values())
+    assert again.collect().equals(values)
+    # a changed shard: one task, for that shard only
+    p = demo_world / "img_emb" / "img_emb_1.npy"
+    st = p.stat()
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    third = compute(workbench.open_collection(demo_world), scorers(), engine=pool)
+    assert (third.report["h"]["stale"], third.report["h"]["computed"], third.report["h"]["cached"]) == (1, 1, 2)
+    assert third.collect().equals(values)
+
+
+def test_scorers_pickle_without_their_text_tower(demo_world):
+    import pickle
+
+    c = workbench.open_collection(demo_world)
+    enc = DemoText(demo_world)
+    for s in (PromptScorer("p", texts=["a dog"], encoder=enc), Laion400mScorer(enc), SafetyScorer(enc)):
+        s.prepare(c)
+        copy = pickle.loads(pickle.dumps(s))
+        assert copy.encoder is None and s.encoder is enc  # the driver's scorer keeps its encoder
+        assert copy.spec() == s.spec()
+    h = HeadScorer("h", "nsfw-b32")
+    h.prepare(c)
+    copy = pickle.loads(pickle.dumps(h))
+    assert copy.head is None and copy._load().name == h.head.name  # loaded again where it runs
+
+
+def test_an_unpicklable_scorer_is_named_before_any_work(demo_world):
+    c = workbench.open_collection(demo_world)
+    with make_engine("local", workers=1) as engine:
+        with pytest.raises(workbench.WorkbenchError, match="'h'.*without an engine"):
+            compute(c, [HeadScorer("h", head("nsfw-b32"))], engine=engine)  # an in-memory head: a closure
+    assert not (demo_world / ".workbench").exists()
+
+
+def test_apply_on_an_engine_selects_the_same_rows(demo_world, pool):
+    r = Recipe.from_dict({"name": "mix", "rules": [
+        {"prompt": "a watermark", "max": 0.2},
+        {"head": "nsfw-b32", "below": 0.5},
+        {"language": ["en"]},
+        {"dedup": "semantic", "threshold": 0.95},
+    ]})
+    c = workbench.open_collection(demo_world)
+    base = apply(c, r, cache=False)
+    sel = apply(workbench.open_collection(demo_world), r, engine=pool)
+    assert 0 < sel.kept < len(c)
+    assert np.array_equal(sel.kept_rows(), base.kept_rows()) and np.array_equal(sel.reason, base.reason)
+    assert all(v["computed"] == 3 for v in sel.scores.values())

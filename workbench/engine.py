@@ -66,13 +66,25 @@ class LocalEngine(Engine):
             return
         if self._pool is None:
             # spawn, not fork: a forked copy of a process holding torch/OpenMP threads can hang
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+            threads = max(1, (os.cpu_count() or 1) // self.workers)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
+                                             initializer=_init_worker, initargs=(threads,))
         yield from _bounded(tasks, lambda t: self._pool.submit(fn, t), self.workers * 2, _pool_wait)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def _init_worker(threads: int) -> None:
+    """A pool worker's share of the cores for torch/BLAS/numba (unless the user set them): N
+    workers with every core each would oversubscribe the machine."""
+    for var in THREAD_VARS:
+        os.environ.setdefault(var, str(threads))
 
 
 def _pool_wait(pending: dict):

@@ -94,6 +94,10 @@ def resident_scores(x, q, norms=None):
 
 
 class Scorer:
+    """After :meth:`prepare`, a per-shard scorer (every ``needs`` but ``global``) is sent to worker
+    processes (see :mod:`workbench.engine`): it pickles without what only ``prepare`` needs (text
+    encoders) and reloads lazily what a worker can load itself (head files)."""
+
     needs = "image"  # image | text | pair | metadata | global
     column = ""
     schema: dict = {}
@@ -149,6 +153,7 @@ class PromptScorer(Scorer):
         self._device = device
         self.vectors = self.neg_vectors = None
         self._files_sha: list[str] = []
+        self._model = None  # the text encoder's identity, once prepared
 
     def prepare(self, collection) -> None:
         what = f"prompt {self.texts or self.files}"
@@ -169,13 +174,21 @@ class PromptScorer(Scorer):
             self.vectors = self.encoder.encode_text(list(self.texts))
         if self.negatives:
             self.neg_vectors = self.encoder.encode_text(list(self.negatives))
+        if self.texts or self.negatives:
+            self._model = self.encoder.identity
         self.device = torch_device(self._device)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self._model is not None:  # prepared: the prompt vectors are computed, the text tower is not needed
+            state["encoder"] = None
+        return state
 
     def spec(self) -> dict:
         s = {"scorer": "prompt", "reduce": self.reduce, "embeddings": self.embeddings,
              "texts": self.texts, "negatives": self.negatives, "files_sha256": self._files_sha}
         if self.texts or self.negatives:
-            s["model"] = self.encoder.identity
+            s["model"] = self._model if self._model is not None else self.encoder.identity
         return s
 
     def chunk(self, view: ChunkView) -> dict[str, np.ndarray]:
@@ -201,6 +214,7 @@ class HeadScorer(Scorer):
 
         self.column = column
         self.schema = {column: pl.Float32}
+        self._file_sha = None  # the digest of the head's file, once prepared
         if isinstance(head, Head):
             self.head, self.name, self.path = head, head.name, None
             return
@@ -213,6 +227,20 @@ class HeadScorer(Scorer):
         if self.head is None:
             self.head = load_head(self.path)
         _dim_check(collection, self.head.dim, f"head {self.name!r}")
+        self._file_sha = _source_sha(self.head)
+
+    def __getstate__(self) -> dict:
+        # a head is a closure over its weights (not picklable): a head loaded from a name or a file is
+        # loaded again by the worker (once per process) and checked to be the same file
+        state = dict(self.__dict__)
+        if self.path is not None:
+            state["head"] = None
+        return state
+
+    def _load(self):
+        if self.head is None:
+            self.head = _worker_head(str(self.path), self._file_sha)
+        return self.head
 
     def spec(self) -> dict:
         src = Path(self.head.source) if self.head.source else None
@@ -220,11 +248,33 @@ class HeadScorer(Scorer):
                 "file_sha256": file_sha256(src) if src and src.is_file() else None,
                 "info": {k: v for k, v in self.head.info.items() if k != "cv"}}
 
+    def begin_shard(self, collection, shard: int) -> None:
+        self._load()
+
     def chunk(self, view: ChunkView) -> dict[str, np.ndarray]:
         x = view.head_input
         if not view.valid.all():
             x = np.where(view.valid[:, None], x, 0.0).astype(np.float32)  # NaN rows: scored as zeros, then nulled
-        return {self.column: self.head(x)}
+        return {self.column: self._load()(x)}
+
+
+def _source_sha(h) -> str | None:
+    src = Path(h.source) if h.source else None
+    return file_sha256(src) if src and src.is_file() else None
+
+
+_WORKER_HEADS: dict = {}
+
+
+def _worker_head(path: str, sha: str | None):
+    """A head loaded again in a worker process (once per process), checked to be the file the driver read."""
+    key = (path, sha)
+    if key not in _WORKER_HEADS:
+        h = load_head(path)
+        if _source_sha(h) != sha:
+            raise WorkbenchError("the head file changed while the collection was being scored", h.source or path)
+        _WORKER_HEADS[key] = h
+    return _WORKER_HEADS[key]
 
 
 # -- similarity --------------------------------------------------------------------------------------
@@ -258,6 +308,7 @@ class Laion400mScorer(Scorer):
     def __init__(self, encoder=None):
         self.encoder = encoder
         self.captions = None
+        self._model = None
 
     def prepare(self, collection) -> None:
         from .prompts import text_encoder
@@ -269,9 +320,16 @@ class Laion400mScorer(Scorer):
             raise ModelMismatchError(f"the text encoder gives {self.encoder.dim}-d prompts, the collection is "
                                      f"{collection.dim}-d", collection.path)
         self.vecs = [self.encoder.encode_text(x) for x in (self.p.nsfw, self.p.underage, self.p.animal)]
+        self._model = self.encoder.identity
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__, captions=None)  # captions: read per shard
+        if self._model is not None:  # prepared: the prompt vectors are computed
+            state["encoder"] = None
+        return state
 
     def spec(self) -> dict:
-        return {"scorer": "laion400m-nsfw", "model": self.encoder.identity,
+        return {"scorer": "laion400m-nsfw", "model": self._model if self._model is not None else self.encoder.identity,
                 "prompts": [self.p.nsfw, self.p.underage, self.p.animal]}
 
     def begin_shard(self, collection, shard: int) -> None:
@@ -294,6 +352,7 @@ class SafetyScorer(Scorer):
 
     def __init__(self, encoder=None):
         self.encoder = encoder
+        self._model = None
 
     def prepare(self, collection) -> None:
         from .prompts import text_encoder
@@ -304,9 +363,16 @@ class SafetyScorer(Scorer):
         self.c_nsfw = self.encoder.encode_text(self.names)
         self.c_special = self.encoder.encode_text(special) if special else np.zeros((0, collection.dim), np.float32)
         self.special = special
+        self._model = self.encoder.identity
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self._model is not None:  # prepared: the concept vectors are computed
+            state["encoder"] = None
+        return state
 
     def spec(self) -> dict:
-        return {"scorer": "safety", "model": self.encoder.identity,
+        return {"scorer": "safety", "model": self._model if self._model is not None else self.encoder.identity,
                 "concepts": dict(zip(self.names, self.t_nsfw.tolist())),
                 "special": dict(zip(self.special, self.t_special.tolist()))}
 

@@ -9,10 +9,16 @@ Each shard's embeddings are read once for all the scorers that need them: row no
 too, so a second prompt costs one fp16 matrix-vector pass), then each scorer's chunk function.
 Whole-collection scorers (semantic dedup) run once and are recomputed when any shard changed.
 
+With an ``engine`` (:mod:`workbench.engine`) the per-shard work runs as one task per shard that has
+work to do (:func:`_shard_task`, in a local process pool or on Ray): the task reads that shard's
+embeddings once for all its pending scorers and writes their cache files itself; whole-collection
+scorers still run here. The columns and cache files are the same with or without an engine.
+
 :func:`apply` evaluates a :class:`~workbench.recipe.Recipe`, computing the score columns it needs.
 """
 from __future__ import annotations
 
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,11 +103,12 @@ def cache_col(kind: str) -> str:
 
 
 def compute(collection, scorers: list[Scorer], cache: bool = True, progress: bool = False,
-            cache_dir: Path | None = None, refresh: bool = False) -> ScoreResult:
+            cache_dir: Path | None = None, refresh: bool = False, engine=None) -> ScoreResult:
     """Score every row with every scorer (from cache where fresh) and return the columns over ``row``.
 
     ``refresh`` scores again even where the cache is fresh (and rewrites it); ``cache=False``
-    neither reads nor writes the cache (row norms included)."""
+    neither reads nor writes the cache (row norms included). ``engine`` (an
+    :class:`~workbench.engine.Engine`): where the per-shard scoring runs (default: here, in order)."""
     scorers = list(scorers)
     cols = [c for s in scorers for c in s.schema]
     dup = sorted({c for c in cols if cols.count(c) > 1})
@@ -109,6 +116,8 @@ def compute(collection, scorers: list[Scorer], cache: bool = True, progress: boo
         raise WorkbenchError(f"two scorers write the same column(s) {dup}")
     for s in scorers:
         s.prepare(collection)  # every check before any work
+    if engine is not None:
+        _check_picklable([s for s in scorers if s.needs != "global"])
     root = (cache_dir or cache_root(collection)) if cache else None
     caches = {s.column: ScoreCache(collection, s.column, s.spec(), root) if cache else None for s in scorers}
     report = {s.column: {"computed": 0, "cached": 0, "stale": 0, "seconds": 0.0} for s in scorers}
@@ -138,27 +147,19 @@ def compute(collection, scorers: list[Scorer], cache: bool = True, progress: boo
         report[s.column]["computed"] = n_shards
         report[s.column]["seconds"] += time.perf_counter() - t0
 
-    from concurrent.futures import ThreadPoolExecutor
-
-    writer = ThreadPoolExecutor(1, thread_name_prefix="score-cache")  # cache writes overlap the next shard
-    writes = []
     bar = _progress(n_shards, progress, "scoring")
     norm_caches = {k: ScoreCache(collection, f"_norm_{k}", _NormScorer(k).spec(), root) if cache else None
                    for k in ("image", "text")}
-    for i in range(n_shards):
-        pending = [s for s in scorers if s.needs != "global" and todo[s.column][i] != "fresh"]  # fresh: scanned below
-        if pending:
-            _score_shard(collection, i, pending, frames, report, norm_caches)
-            for s in pending:
-                if cache:
-                    writes.append(writer.submit(caches[s.column].store, i, frames[s.column][i]))
+    work = {i: [s for s in scorers if s.needs != "global" and todo[s.column][i] != "fresh"]  # fresh: scanned below
+            for i in range(n_shards)}
+    try:
+        if engine is None:
+            _score_here(collection, work, frames, report, caches if cache else None, norm_caches, bar)
+        else:
+            _score_on(engine, collection, work, frames, report, caches if cache else None, norm_caches, bar)
+    finally:
         if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    writer.shutdown(wait=True)
-    for w in writes:
-        w.result()  # a failed cache write is an error, not a silent miss
+            bar.close()
 
     # assemble: cached shards are scanned lazily from their parquet files
     parts = []
@@ -171,6 +172,80 @@ def compute(collection, scorers: list[Scorer], cache: bool = True, progress: boo
         parts.append(pl.concat(pieces, how="horizontal"))
     frame = pl.concat(parts, how="vertical") if parts else pl.LazyFrame(schema={ROW: pl.Int64})
     return ScoreResult(frame, report, {c: (v.folder if v else None) for c, v in caches.items()})
+
+
+def _score_here(collection, work: dict, frames, report, caches, norm_caches, bar) -> None:
+    """Shard by shard in this process; cache writes (in a thread) overlap the next shard."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    writer = ThreadPoolExecutor(1, thread_name_prefix="score-cache")
+    writes = []
+    try:
+        for i, pending in work.items():
+            if pending:
+                _score_shard(collection, i, pending, frames, report, norm_caches)
+                if caches is not None:
+                    writes += [writer.submit(caches[s.column].store, i, frames[s.column][i]) for s in pending]
+            if bar is not None:
+                bar.update(1)
+    finally:
+        writer.shutdown(wait=True)
+    for w in writes:
+        w.result()  # a failed cache write is an error, not a silent miss
+
+
+@dataclass
+class _ShardTask:
+    """One shard's pending per-shard scorers, sent to a worker (everything in it pickles cheaply)."""
+
+    collection: object
+    shard: int
+    scorers: list
+    caches: list | None  # per scorer: its ScoreCache (the task writes the files), or None: frames come back
+    norm_caches: dict
+
+
+def _shard_task(task: _ShardTask) -> dict:
+    """Score one shard for its pending scorers (its embeddings read once, row norms from their cache)
+    and store their cache files; returns the report counts and seconds, and the frames when not caching."""
+    i, scorers = task.shard, task.scorers
+    frames = {s.column: {i: None} for s in scorers}
+    report = {s.column: {"computed": 0, "seconds": 0.0} for s in scorers}
+    _score_shard(task.collection, i, scorers, frames, report, task.norm_caches)
+    if task.caches is not None:
+        for s, c in zip(scorers, task.caches):
+            c.store(i, frames[s.column][i])
+        return {"report": report, "frames": None}
+    return {"report": report, "frames": {s.column: frames[s.column][i] for s in scorers}}
+
+
+def _score_on(engine, collection, work: dict, frames, report, caches, norm_caches, bar) -> None:
+    """One engine task per shard that has work; the progress bar moves as tasks finish."""
+    shards = [i for i, pending in work.items() if pending]
+    if bar is not None and len(shards) < len(work):
+        bar.update(len(work) - len(shards))  # nothing to do there
+    tasks = [_ShardTask(collection, i, work[i], [caches[s.column] for s in work[i]] if caches is not None else None,
+                        norm_caches) for i in shards]
+    for k, out in engine.map(_shard_task, tasks):
+        i = shards[k]
+        for col, r in out["report"].items():
+            report[col]["computed"] += r["computed"]
+            report[col]["seconds"] += r["seconds"]
+        if out["frames"] is not None:
+            for col, f in out["frames"].items():
+                frames[col][i] = f
+        if bar is not None:
+            bar.update(1)
+
+
+def _check_picklable(scorers: list[Scorer]) -> None:
+    """Per-shard scorers go to worker processes: say which one cannot, before any work."""
+    for s in scorers:
+        try:
+            pickle.dumps(s)
+        except Exception as exc:  # noqa: BLE001 - pickling raises many types (PicklingError, TypeError, AttributeError)
+            raise WorkbenchError(f"scorer {s.column!r} ({type(s).__name__}) cannot be sent to worker processes "
+                                 f"({type(exc).__name__}: {exc}); score it without an engine") from None
 
 
 def _score_shard(collection, i: int, pending: list[Scorer], frames, report, norm_caches) -> None:
@@ -250,9 +325,10 @@ def recipe_scorers(collection, recipe, encoder=None, device: str = "auto") -> li
 
 
 def apply(collection, recipe, encoder=None, cache: bool = True, progress: bool = False, device: str = "auto",
-          scores: pl.LazyFrame | None = None):
+          scores: pl.LazyFrame | None = None, engine=None):
     """Evaluate `recipe` over `collection`: metadata columns, plus the score columns its rules need
-    (computed or read from cache), plus any `scores` frame given (joined on ``row``)."""
+    (computed or read from cache, per shard on `engine` when given), plus any `scores` frame given
+    (joined on ``row``)."""
     from .recipe import evaluate
 
     scorers = recipe_scorers(collection, recipe, encoder, device)
@@ -266,7 +342,7 @@ def apply(collection, recipe, encoder=None, cache: bool = True, progress: bool =
                           f"(it has: {', '.join(sorted(have))})", collection.path)
     report = {}
     if scorers:
-        res = compute(collection, scorers, cache=cache, progress=progress)
+        res = compute(collection, scorers, cache=cache, progress=progress, engine=engine)
         lf = pl.concat([lf, res.frame.drop(ROW)], how="horizontal")
         report = res.report
     if scores is not None:
