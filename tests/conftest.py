@@ -194,3 +194,37 @@ def demo_world(demo_master, tmp_path) -> Path:
     dst = tmp_path / "world"
     shutil.copytree(demo_master, dst, ignore=shutil.ignore_patterns(".workbench"))
     return dst
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    """A real local Ray head (GCS + raylet) on 127.0.0.1, started with ``ray start`` as a curator
+    would start one (not Ray's local mode); yields its address, and stops it at the end."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+
+    ray_bin = Path(sys.executable).parent / "ray"
+    assert ray_bin.exists(), "Ray is a dev dependency: pip install -e '.[dev]'"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="wbray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    cmd = [str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+           "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"]
+    # token authentication, as Ray >= 2.59 does for local clusters; a driver (this process, the CLI
+    # runs below) then needs RAY_AUTH_MODE=token to present the token from ~/.ray/auth_token
+    old = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "token"
+    subprocess.run(cmd, check=True, timeout=180, capture_output=True)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        if old is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = old
+        subprocess.run([str(ray_bin), "stop", "--force"], timeout=120, capture_output=True)
+        shutil.rmtree(temp, ignore_errors=True)

@@ -229,7 +229,10 @@ def _cmd_score(args) -> int:
         scorers.append(SimilarityScorer("clip_similarity"))
     if not scorers:
         raise WorkbenchError("nothing to score: give --prompt, --prompt-embedding, --head, --zero-shot, --language or --similarity")
-    res = compute(c, scorers, cache=not args.no_cache, progress=args.progress)
+    from .engine import make_engine
+
+    with make_engine(args.engine, args.workers, args.address) as engine:
+        res = compute(c, scorers, cache=not args.no_cache, progress=args.progress, engine=engine)
     df = res.collect()
     stats = {}
     for name, dtype in df.schema.items():
@@ -330,6 +333,12 @@ def _cmd_map(args) -> int:
     return EXIT_OK
 
 
+def _engine_args(s) -> None:
+    s.add_argument("--engine", choices=ENGINE_CHOICES, default="local", help="where per-shard work runs (local)")
+    s.add_argument("--workers", type=int, default=None, help="worker processes (local: 1; ray: the cluster's CPUs)")
+    s.add_argument("--address", help="--engine ray: an existing cluster (host:port or auto); default: start a local one")
+
+
 def _model_args(s) -> None:
     s.add_argument("--model", help="text/image tower: an open_clip name[/tag], or an open_clip model-config JSON; "
                                    "for DataComp pools, b32 or l14 picks the embeddings")
@@ -377,9 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output formats: laion (default), webdataset, img2dataset, datacomp, or all (repeatable)")
     s.add_argument("--rows-per-shard", type=int, default=1_000_000, help="rows per LAION shard and img2dataset list (1,000,000)")
     s.add_argument("--samples-per-tar", type=int, default=10_000, help="samples per webdataset tar (10,000)")
-    s.add_argument("--engine", choices=ENGINE_CHOICES, default="local", help="where per-shard work runs (local)")
-    s.add_argument("--workers", type=int, default=None, help="worker processes (local: 1; ray: the cluster's CPUs)")
-    s.add_argument("--address", help="--engine ray: an existing cluster (host:port or auto); default: start a local one")
+    _engine_args(s)
     s.add_argument("--on-error", choices=("fail", "skip"), default="fail",
                    help="a broken source shard fails the run (default) or is skipped, reported and listed in the manifest")
     s.add_argument("--reasons", help="write every removed row with its reason to this parquet file")
@@ -403,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-cache", action="store_true")
     s.add_argument("--progress", action="store_true")
     _model_args(s)
+    _engine_args(s)
     s.set_defaults(func=_cmd_score)
 
     s = sub.add_parser("neighbors", help="nearest neighbours of a row, a text, an image or an embedding: top-k with scores")

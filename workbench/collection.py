@@ -328,6 +328,7 @@ def _reopened(path: str, model: str | None, on_error: str) -> Collection:
 def _reopen(path: str, model: str | None, on_error: str, fingerprint: str) -> Collection:
     """A collection sent to a worker process: reopened once per process, and checked unchanged."""
     c = _reopened(path, model, on_error)
+    c.__dict__.pop("fingerprint", None)  # stat the files again: cheap, and catches a rewrite since the last task
     if c.fingerprint != fingerprint:
         _reopened.cache_clear()
         c = open_collection(path, model, on_error)

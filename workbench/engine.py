@@ -146,7 +146,9 @@ class RayEngine(Engine):
                 ray.init(**kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = f"at {address}" if address else "locally"
-                raise EngineError(f"cannot start or reach a Ray cluster {where} ({str(exc).splitlines()[0]})") from None
+                hint = ("; a cluster with token authentication (Ray's default for clusters started with `ray start` "
+                        "since 2.59) needs RAY_AUTH_MODE=token in this environment" if address and not os.environ.get("RAY_AUTH_MODE") else "")
+                raise EngineError(f"cannot start or reach a Ray cluster {where} ({str(exc).splitlines()[0]}){hint}") from None
             self._started = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
         super().__init__(workers or cpus)
@@ -186,7 +188,7 @@ def make_engine(kind: str = "local", workers: int | None = None, address: str | 
     if kind == "local":
         if address:
             raise EngineError("--address is for --engine ray")
-        return LocalEngine(workers or 1)
+        return LocalEngine(1 if workers is None else workers)
     if kind == "ray":
         return RayEngine(workers, address or os.environ.get("RAY_ADDRESS") or None)
     raise EngineError(f"unknown engine {kind!r} (choose from {', '.join(ENGINES)})")
