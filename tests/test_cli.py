@@ -280,3 +280,116 @@ def test_map_verb_caches_the_projection(demo_world):
     assert lines[-1]["done"] is True
     rc, _, err = run("map", demo_world, "--sample", 1)
     assert rc == 2 and "sample" in err
+
+
+# -- apply at scale: faults ---------------------------------------------------------------------------
+RECIPE = "name: keep-most\nrules:\n  - {column: similarity, min: 0.22}\n"
+
+
+def _tree(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "manifest.json"}
+
+
+def test_apply_after_sigkill_completes_with_the_same_bytes(tmp_path):
+    import signal
+    import time
+
+    src = make_embeddings(tmp_path / "src", rows=(20_000,) * 6, dim=128)
+    (tmp_path / "r.yaml").write_text(RECIPE)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "workbench", "apply", str(tmp_path / "r.yaml"), str(src), str(out),
+            "--rows-per-shard", "1500", "--json"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    done = out / ".staging" / "done"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and len(list(done.glob("*.json"))) < 3:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed mid-way"
+    assert not (out / "manifest.json").exists()
+    finished = len(list(done.glob("*.json")))
+    assert finished >= 3
+    rc, _, err = run("verify", out)
+    assert rc == 2 and "no manifest.json" in err  # an unfinished write never passes for a finished one
+    stamp = (out / "img_emb" / "img_emb_0.npy").stat().st_mtime_ns
+    rc, stdout, err = run(*args[3:])
+    assert rc == 0, err
+    res = json.loads(stdout)
+    assert res["resumed_parts"] >= finished and res["written_rows"] == res["kept"]
+    assert (out / "img_emb" / "img_emb_0.npy").stat().st_mtime_ns == stamp  # not redone
+    assert run("verify", out)[0] == 0
+    rc, _, err = run(*args[3:5], src, tmp_path / "fresh", *args[7:])
+    assert rc == 0, err
+    assert _tree(out) == _tree(tmp_path / "fresh")
+
+
+def test_apply_broken_shard_fails_or_is_skipped_as_chosen(tmp_path):
+    src = make_embeddings(tmp_path / "src", rows=(50, 60, 40))
+    bad = src / "img_emb" / "img_emb_1.npy"
+    bad.write_bytes(bad.read_bytes()[:-500])  # truncated
+    (tmp_path / "r.yaml").write_text(RECIPE)
+    rc, out, err = run("apply", tmp_path / "r.yaml", src, tmp_path / "o1", "--json")
+    assert rc == 2 and "img_emb_1.npy" in err and out == ""
+    assert not (tmp_path / "o1").exists()
+    rc, out, err = run("apply", tmp_path / "r.yaml", src, tmp_path / "o2", "--json", "--on-error", "skip")
+    assert rc == 0, err
+    assert "warning: skipped shard 1" in err and "img_emb_1.npy" in err
+    res = json.loads(out)
+    assert res["rows"] == 90 and [s["shard"] for s in res["skipped_shards"]] == ["1"]
+    manifest = json.loads((tmp_path / "o2" / "manifest.json").read_text())
+    assert manifest["source"]["skipped_shards"][0]["files"][0].endswith("img_emb_1.npy")
+    assert manifest["rows"] == res["kept"]
+
+
+def test_apply_refuses_bad_destinations_before_any_work(tmp_path, demo_world):
+    (tmp_path / "r.yaml").write_text("rules:\n  - {prompt: a dog, max: 0.3}\n")
+    rc, _, err = run("apply", tmp_path / "r.yaml", demo_world, demo_world / "subset")
+    assert rc == 2 and "refusing to write into the source" in err
+    (tmp_path / "file").write_text("x")
+    rc, _, err = run("apply", tmp_path / "r.yaml", demo_world, tmp_path / "file" / "below")
+    assert rc == 2 and "not writable" in err
+    assert not (demo_world / ".workbench").exists()  # no scoring happened
+
+
+def test_apply_write_failure_leaves_no_partial_file_and_resumes(tmp_path):
+    import resource
+
+    src = make_embeddings(tmp_path / "src", rows=(3000, 3000), dim=64)
+    (tmp_path / "r.yaml").write_text(RECIPE)
+    out = tmp_path / "out"
+
+    def small_files():  # a real write error (EFBIG) past 200 kB in any file, like a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    p = subprocess.run([sys.executable, "-m", "workbench", "apply", str(tmp_path / "r.yaml"), str(src), str(out),
+                        "--rows-per-shard", "2000"], capture_output=True, text=True, timeout=120, preexec_fn=small_files)
+    assert p.returncode == 3, p.stderr
+    assert "File too large" in p.stderr and "run the same command again to resume" in p.stderr
+    assert not (out / "manifest.json").exists()
+    finals = [f for d in ("img_emb", "text_emb", "metadata") for f in (out / d).glob("*") if (out / d).is_dir()]
+    assert finals == []  # nothing half-written under a final name
+    assert not list((out / ".staging" / "tmp").glob("*/**/*.npy"))
+    rc, _, err = run("apply", tmp_path / "r.yaml", src, out, "--rows-per-shard", "2000")
+    assert rc == 0, err
+    assert run("verify", out)[0] == 0
+
+
+def test_apply_formats_and_workers(tmp_path):
+    src = make_webdataset(tmp_path / "wds", per_shard=(3, 4))
+    (tmp_path / "all.yaml").write_text("rules: []\n")
+    rc, out, err = run("apply", tmp_path / "all.yaml", src, tmp_path / "o", "--format", "laion,webdataset",
+                       "--format", "img2dataset", "--samples-per-tar", "4", "--workers", "2", "--json")
+    assert rc == 0, err
+    res = json.loads(out)
+    assert res["formats"] == ["laion", "webdataset", "img2dataset"] and res["engine"]["workers"] == 2
+    assert res["outputs"]["webdataset"] == {"parts": 2, "rows": 7, "samples": 7, "no_image": 0,
+                                            "image_bytes": res["outputs"]["webdataset"]["image_bytes"]}
+    assert sorted(p.name for p in (tmp_path / "o" / "webdataset").glob("*.tar")) == ["00000.tar", "00001.tar"]
+    assert run("verify", tmp_path / "o")[0] == 0
+    rc, _, err = run("apply", tmp_path / "all.yaml", src, tmp_path / "o3", "--format", "parquet")
+    assert rc == 2 and "unknown --format" in err
+    rc, out, _ = run("apply", tmp_path / "all.yaml", src, tmp_path / "o", "--format", "laion,webdataset",
+                     "--format", "img2dataset", "--samples-per-tar", "4", "--json")
+    assert rc == 0 and json.loads(out)["already_complete"]

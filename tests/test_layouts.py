@@ -120,3 +120,36 @@ def test_nothing_there(tmp_path):
         detect(tmp_path)
     with pytest.raises(LayoutError, match="no such file"):
         detect(tmp_path / "nope")
+
+
+def test_skip_leaves_broken_shards_out_and_says_why(tmp_path):
+    root = make_embeddings(tmp_path / "e", rows=(5, 7, 3, 4, 6))
+    (root / "img_emb" / "img_emb_1.npy").write_bytes(b"\x93NUMPY garbage")                    # not an npy
+    (root / "metadata" / "metadata_2.parquet").write_bytes(b"PAR1 nope")                       # unreadable parquet
+    (root / "text_emb" / "text_emb_3.npy").unlink()                                          # missing counterpart
+    np.save(root / "img_emb" / "img_emb_4.npy", unit_rows(6, 8, 4).astype(np.float16))       # another model's dim
+    np.save(root / "text_emb" / "text_emb_4.npy", unit_rows(6, 8, 5).astype(np.float16))
+    with pytest.raises(ShardError):
+        detect(root)
+    layout = detect(root, on_error="skip")
+    assert [s.number for s in layout.shards] == [0]
+    why = {s["shard"]: s for s in layout.skipped}
+    assert set(why) == {"1", "2", "3", "4"}
+    assert "img_emb_1.npy" in why["1"]["error"] and "metadata_2.parquet" in why["2"]["error"]
+    assert "text_emb" in why["3"]["error"] and "dim 8" in why["4"]["error"]
+    assert any(f.endswith("img_emb_4.npy") for f in why["4"]["files"])
+
+
+def test_skip_in_the_other_layouts(tmp_path):
+    wds = make_webdataset(tmp_path / "w", per_shard=(2, 2))
+    (wds / "00001.parquet").unlink()
+    layout = detect(wds, on_error="skip")
+    assert [s.name for s in layout.shards] == ["00000"] and layout.skipped[0]["shard"] == "00001"
+    dc = make_datacomp(tmp_path / "dc", rows=(4, 6))
+    (dc / "00000001.npz").write_bytes(b"PK not a zip")
+    layout = detect(dc, on_error="skip")
+    assert [s.name for s in layout.shards] == ["00000000"] and layout.skipped[0]["shard"] == "00000001"
+    pq_dir = make_parquet_only(tmp_path / "p", rows=(6, 4))
+    sorted(pq_dir.glob("*.parquet"))[0].write_bytes(b"junk")
+    layout = detect(pq_dir, on_error="skip")
+    assert len(layout.shards) == 1 and len(layout.skipped) == 1
