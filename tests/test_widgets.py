@@ -81,9 +81,11 @@ def test_controls_call_the_workspace(wb, tmp_path):
     wb.recipe_view.export_btn.click()
     assert len(workbench.open_collection(tmp_path / "out")) == kept_shown(wb)
     assert "wrote" in wb.recipe_view.status.value
+    assert wb.recipe_view.formats.options == ("laion", "img2dataset")  # the demo world has urls, no images
     # errors are shown in the panel, not raised
-    wb.recipe_view.export_btn.click()  # the folder is not empty now
-    assert "export" in wb.messages.value and "#b00" in wb.messages.value
+    s.value = s.min + (s.max - s.min) / 3
+    wb.recipe_view.export_btn.click()  # the folder holds another selection's export now
+    assert "export" in wb.messages.value and "#b00" in wb.messages.value and "finished export" in wb.messages.value
     s.value = s.min
     wb.recipe_view.out.value = str(tmp_path / "none")
     wb.recipe_view.export_btn.click()

@@ -15,6 +15,9 @@ class RecipeView:
         self.load_btn = W.Button(description="load recipe", icon="folder-open")
         self.out = W.Text(value="subset", description="export to", layout=W.Layout(width="360px"))
         self.export_btn = W.Button(description="export kept rows", icon="download", button_style="primary")
+        formats = self.wb.workspace.export_formats()
+        self.formats = W.SelectMultiple(options=formats, value=("laion",), rows=len(formats), description="formats",
+                                        layout=W.Layout(width="260px"))
         self.status = W.HTML()
         self.save_btn.on_click(lambda _b: self.wb.run(lambda: self.wb.workspace.save_recipe(self.path.value),
                                                       f"saved {self.path.value}", rebuild=False))
@@ -23,14 +26,20 @@ class RecipeView:
             f"loaded {self.path.value}"))
         self.export_btn.on_click(self._export)
         self.box = W.VBox([self.text, W.HBox([self.path, self.save_btn, self.load_btn]),
-                           W.HBox([self.out, self.export_btn]), self.status])
+                           W.HBox([self.out, self.formats, self.export_btn]), self.status])
 
     def refresh(self) -> None:
         self.text.value = self.wb.workspace.recipe_text()
 
     def _export(self, _b) -> None:
         def go():
-            m = self.wb.workspace.export(self.out.value)
-            self.status.value = (f"wrote {m['rows']:,} rows in {len(m['shards']) if isinstance(m.get('shards'), list) else m.get('shards')} "
-                                 f"shards to <code>{html.escape(self.out.value)}</code> (manifest.json lists every file)")
+            m = self.wb.workspace.export(self.out.value, formats=tuple(self.formats.value) or ("laion",),
+                                         progress=self.wb.progress_callback())
+            outs = m.get("outputs", {})
+            parts = ", ".join(f"{fmt} ({o['parts']} file{'s' if o['parts'] != 1 else ''})" for fmt, o in outs.items())
+            extra = ""
+            if outs.get("webdataset", {}).get("no_image"):
+                extra = f"; {outs['webdataset']['no_image']:,} kept rows have no image (status no_image)"
+            self.status.value = (f"wrote {m['parameters']['selected_rows']:,} rows to <code>{html.escape(self.out.value)}</code>: "
+                                 f"{html.escape(parts)}{extra} (manifest.json lists every file)")
         self.wb.run(go, "export", rebuild=False)

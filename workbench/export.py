@@ -567,6 +567,19 @@ def _bar(progress, total: int, done: int):
     return tqdm(total=total, initial=done, desc="writing", unit="row", unit_scale=True)
 
 
+def available_formats(collection) -> list[str]:
+    """The output formats this collection can be written in (what its columns and images allow)."""
+    canon = collection.canonical
+    out = ["laion"]
+    if collection.images or "image_path" in canon:
+        out.append("webdataset")
+    if "url" in canon:
+        out.append("img2dataset")
+    if "uid" in canon:
+        out.append("datacomp")
+    return out
+
+
 def _check_formats(collection, formats, dst) -> None:
     canon = collection.canonical
     if "img2dataset" in formats and "url" not in canon:

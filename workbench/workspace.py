@@ -350,8 +350,16 @@ class Workspace:
     def load_recipe(self, path, progress=None) -> None:
         self.set_recipe(Recipe.load(path), progress)
 
-    def export(self, dst, rows_per_shard: int = 1_000_000) -> dict:
-        """Write the kept rows (source order, byte-identical) with the recipe in the manifest."""
+    def export_formats(self) -> list[str]:
+        """The output formats this collection can be written in (see :mod:`workbench.export`)."""
+        from .export import available_formats
+
+        return available_formats(self.collection)
+
+    def export(self, dst, rows_per_shard: int = 1_000_000, formats=("laion",), workers: int = 1, progress=False) -> dict:
+        """Write the kept rows (source order, byte-identical) with the recipe in the manifest; returns
+        the manifest. An unfinished export of the same rows into `dst` is resumed."""
+        from .engine import LocalEngine
         from .subset import write_subset
 
         c = self.counts()
@@ -360,5 +368,7 @@ class Workspace:
         params = {"recipe": self.recipe.to_dict(), "summary": {k: c[k] for k in ("rows", "kept", "removed")},
                   "rules": json.loads(json.dumps(c["rules"]))}
         sel = self.live.selection()
-        return write_subset(self.collection, dst, rows=self.kept_mask(), rows_per_shard=rows_per_shard, parameters=params,
-                            extras={"removed.parquet": lambda p: sel.reasons().write_parquet(p)})
+        with LocalEngine(workers) as engine:
+            return write_subset(self.collection, dst, rows=self.kept_mask(), rows_per_shard=rows_per_shard, parameters=params,
+                                extras={"removed.parquet": lambda p: sel.reasons().write_parquet(p)},
+                                formats=formats, engine=engine, progress=progress)
