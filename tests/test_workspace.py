@@ -107,3 +107,18 @@ def test_recipe_files_and_export(demo_world, tmp_path):
     out = workbench.open_collection(tmp_path / "out")
     assert len(out) == ws.counts()["kept"] == m["rows"]
     assert m["parameters"]["recipe"]["rules"][2] == {"column": "similarity", "min": 0.3}
+
+
+def test_export_formats_workers_and_progress(demo_world, tmp_path):
+    ws = Workspace(demo_world, preset("laion2b-en"))
+    assert ws.export_formats() == ["laion", "img2dataset"]  # urls, no images, no DataComp uids
+    seen = []
+    m = ws.export(tmp_path / "out", rows_per_shard=1000, formats=("laion", "img2dataset"), workers=2,
+                  progress=lambda done, total: seen.append((done, total)))
+    kept = ws.counts()["kept"]
+    assert m["outputs"]["img2dataset"]["rows"] == m["outputs"]["laion"]["rows"] == kept
+    assert seen[0] == (0, 2 * kept) and seen[-1] == (2 * kept, 2 * kept)
+    import polars as pl
+
+    lists = pl.read_parquet(tmp_path / "out" / "img2dataset")
+    assert lists["row"].to_list() == sorted(lists["row"].to_list()) and lists.height == kept

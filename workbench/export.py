@@ -181,25 +181,57 @@ def source_rows_table(collection, shard: int, rows: np.ndarray, columns: list[st
 
 
 class _HashingFile:
-    """A file written in order, hashed as it is written (no second read of what was written)."""
+    """A file written in order and hashed as it is written (no second read of what was written).
+
+    Hashing and writing run in one background thread while the caller gathers the next block
+    (numpy's gather, hashlib and write() all release the GIL): at most two blocks are in flight."""
 
     def __init__(self, path: Path):
+        from concurrent.futures import ThreadPoolExecutor
+
         self.path = path
-        self.f = open(path, "wb")
+        self.f = open(path, "wb", buffering=0)
         self.h = hashlib.sha256()
         self.bytes = 0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="hash-write")
+        self._pending: list = []
+
+    def _put(self, mv: memoryview) -> None:
+        self.h.update(mv)
+        while mv:
+            k = self.f.write(mv)
+            mv = mv[k:]
 
     def write(self, data) -> None:
         mv = memoryview(data).cast("B")
-        self.h.update(mv)
-        self.f.write(mv)
         self.bytes += len(mv)
+        if len(self._pending) >= 2:
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(self._put, mv))
+
+    def _drain(self) -> None:
+        try:
+            for fut in self._pending:
+                fut.result()
+        finally:
+            self._pending = []
+            self._pool.shutdown(wait=True)
 
     def close(self) -> dict:
-        self.f.flush()
-        os.fsync(self.f.fileno())
-        self.f.close()
+        try:
+            self._drain()
+            os.fsync(self.f.fileno())
+        finally:
+            self.f.close()
         return {"bytes": self.bytes, "sha256": self.h.hexdigest()}
+
+    def abort(self) -> None:
+        try:
+            self._drain()
+        except OSError:
+            pass
+        finally:
+            self.f.close()
 
 
 # -- the formats -----------------------------------------------------------------------------------
@@ -213,7 +245,7 @@ def _write_npy(collection, part: Part, kind: str, path: Path, dim: int, dtype: n
                 block = np.asarray(arr[piece.rows[a:a + GATHER_ROWS]])
                 out.write(np.ascontiguousarray(block, dtype=dtype))
     except BaseException:
-        out.f.close()
+        out.abort()
         raise
     return out.close()
 
