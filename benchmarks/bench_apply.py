@@ -102,7 +102,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the generated source for the next run")
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--json-out", type=Path)
     args = ap.parse_args()
     if args.quick:
         args.shards, args.rows = 2, 200_000
@@ -177,7 +177,7 @@ def main() -> None:
     print(f"source: {src_bytes / 1e9:.2f} GB")
     if not args.keep:
         C.remove(root)
-    C.finish(noise, results, args.json)
+    C.finish(noise, results, args.json_out)
 
 
 if __name__ == "__main__":

@@ -387,6 +387,8 @@ def test_apply_formats_and_workers(tmp_path):
     assert res["outputs"]["webdataset"] == {"parts": 2, "rows": 7, "samples": 7, "no_image": 0,
                                             "image_bytes": res["outputs"]["webdataset"]["image_bytes"]}
     assert sorted(p.name for p in (tmp_path / "o" / "webdataset").glob("*.tar")) == ["00000.tar", "00001.tar"]
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["parameters"]["recipe_text"] == "rules: []\n"  # the recipe verbatim
     assert run("verify", tmp_path / "o")[0] == 0
     rc, _, err = run("apply", tmp_path / "all.yaml", src, tmp_path / "o3", "--format", "parquet")
     assert rc == 2 and "unknown --format" in err

@@ -226,3 +226,13 @@ def test_webdataset_counts_rows_without_images(tmp_path, shared_data):
 
 def test_all_formats_are_known():
     assert FORMATS == ("laion", "webdataset", "img2dataset", "datacomp")
+
+
+def test_manifest_records_the_source_files(tmp_path):
+    src = workbench.open_collection(make_embeddings(tmp_path / "src", rows=(5, 7)))
+    m = export(src, tmp_path / "out", [0, 6]).manifest
+    files = m["source"]["shard_files"]
+    assert [f["rows"] for f in files] == [5, 7]
+    assert {e["path"] for e in files[1]["files"]} == {"img_emb/img_emb_1.npy", "text_emb/text_emb_1.npy",
+                                                     "metadata/metadata_1.parquet"}
+    assert all(e["bytes"] > 0 for f in files for e in f["files"])

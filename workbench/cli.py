@@ -140,6 +140,14 @@ def _formats(values) -> list[str]:
     return out
 
 
+def _recipe_text(spec: str) -> str:
+    """The recipe verbatim, as the manifest keeps it: the file's text, or the preset's name."""
+    from pathlib import Path
+
+    p = Path(spec)
+    return p.read_text() if p.is_file() else f"preset: {spec}\n"
+
+
 def _cmd_apply(args) -> int:
     from pathlib import Path
 
@@ -174,7 +182,8 @@ def _cmd_apply(args) -> int:
         if not args.dry_run:
             res = export(c, args.out, sel.mask, formats=formats, rows_per_shard=args.rows_per_shard,
                          samples_per_tar=args.samples_per_tar, engine=engine, progress=show,
-                         parameters={"recipe": recipe.to_dict(), "summary": sel.summary(recipe)},
+                         parameters={"recipe": recipe.to_dict(), "recipe_text": _recipe_text(args.recipe),
+                                     "summary": sel.summary(recipe)},
                          extras={REMOVED: lambda p: sel.reasons().write_parquet(p)})
             m = res.manifest
             out.update({"out": args.out, "formats": formats, "removed_rows_file": str(Path(args.out) / REMOVED),

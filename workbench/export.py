@@ -697,6 +697,22 @@ def _check_formats(collection, formats, dst) -> None:
         raise WriteError("the webdataset format needs images: the collection has no tars and no image_path column", dst)
 
 
+def _source_files(collection) -> list[dict]:
+    """Each source shard's rows and files (path relative to the source, size in bytes)."""
+    root = collection.path if collection.path.is_dir() else collection.path.parent
+    out = []
+    for s in collection.shards:
+        files = []
+        for f in s.files:
+            try:
+                rel = f.relative_to(root).as_posix()
+            except ValueError:
+                rel = str(f)
+            files.append({"path": rel, "bytes": f.stat().st_size})
+        out.append({"shard": s.name, "rows": s.rows, "files": files})
+    return out
+
+
 def _manifest(collection, dst: Path, parts, records, formats, rows_per_shard, padding, samples_per_tar,
               params, model, digest, extras) -> dict:
     files, extra_files, shards, outputs = [], [], [], {}
@@ -748,7 +764,7 @@ def _manifest(collection, dst: Path, parts, records, formats, rows_per_shard, pa
         "files": files,
         "extra_files": extra_files,
         "outputs": outputs,
-        "source": {**collection.identity(), "skipped_shards": collection.skipped},
+        "source": {**collection.identity(), "skipped_shards": collection.skipped, "shard_files": _source_files(collection)},
         "model": model,
         "parameters": params,
         "plan": digest,
