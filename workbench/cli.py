@@ -189,6 +189,7 @@ def _cmd_apply(args) -> int:
             out.update({"out": args.out, "formats": formats, "removed_rows_file": str(Path(args.out) / REMOVED),
                         "written_rows": m["rows"] if "laion" in formats else None, "outputs": m.get("outputs", {}),
                         "engine": engine.describe(), "parts": res.run["tasks"], "resumed_parts": res.run["resumed"],
+                        "part_seconds": res.run.get("part_seconds"),
                         "already_complete": res.run["already_complete"]})
     out["seconds"] = round(time.perf_counter() - t0, 3)
     if args.json:
