@@ -238,12 +238,13 @@ def test_scorers_pickle_without_their_text_tower(demo_world):
     assert copy.head is None and copy._load().name == h.head.name  # loaded again where it runs
 
 
-def test_an_unpicklable_scorer_is_named_before_any_work(demo_world):
+def test_an_unpicklable_scorer_is_named_before_any_work(demo_world, pool):
     c = workbench.open_collection(demo_world)
-    with make_engine("local", workers=1) as engine:
-        with pytest.raises(workbench.WorkbenchError, match="'h'.*without an engine"):
-            compute(c, [HeadScorer("h", head("nsfw-b32"))], engine=engine)  # an in-memory head: a closure
+    with pytest.raises(workbench.WorkbenchError, match="'h'.*without an engine"):
+        compute(c, [HeadScorer("h", head("nsfw-b32"))], engine=pool)  # an in-memory head: a closure
     assert not (demo_world / ".workbench").exists()
+    with make_engine("local", workers=1) as engine:  # one local worker scores in this process: no pickling
+        assert compute(c, [HeadScorer("h", head("nsfw-b32"))], engine=engine, cache=False).collect().height == len(c)
 
 
 def test_apply_on_an_engine_selects_the_same_rows(demo_world, pool):

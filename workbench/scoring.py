@@ -110,6 +110,8 @@ def compute(collection, scorers: list[Scorer], cache: bool = True, progress: boo
     neither reads nor writes the cache (row norms included). ``engine`` (an
     :class:`~workbench.engine.Engine`): where the per-shard scoring runs (default: here, in order)."""
     scorers = list(scorers)
+    if engine is not None and engine.kind == "local" and engine.workers == 1:
+        engine = None  # in this process: the same work, with cache writes overlapping the next shard
     cols = [c for s in scorers for c in s.schema]
     dup = sorted({c for c in cols if cols.count(c) > 1})
     if dup:

@@ -1,4 +1,5 @@
-"""Writing a subset of a collection (given by row ids or a mask) with the atomic shard writer.
+"""Writing a subset of a collection (given by row ids or a mask): the one-call form of
+:func:`workbench.export.export` for the LAION layout.
 
 Rows keep source order; every written row is byte-identical to its source row (embeddings as
 stored, metadata columns as in the source files, types included).
@@ -8,30 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .collection import Collection
-from .errors import ShardError
-from .writer import ShardWriter
-
-CHUNK_ROWS = 65_536
-
-
-def _source_table(collection: Collection, i: int) -> pa.Table | None:
-    s = collection.shards[i]
-    if s.metadata is None:
-        return None
-    try:
-        table = pq.read_table(s.metadata)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ShardError(f"cannot read metadata ({exc})", s.metadata) from None
-    if s.success_only and "status" in table.column_names:
-        table = table.filter(pc.equal(table.column("status"), "success"))
-    if table.num_rows != s.rows:
-        raise ShardError(f"has {table.num_rows} rows now, {s.rows} when the collection was opened", s.metadata)
-    return table
 
 
 def as_rows(collection: Collection, rows) -> np.ndarray:
