@@ -380,8 +380,9 @@ def test_apply_formats_and_workers(tmp_path):
     src = make_webdataset(tmp_path / "wds", per_shard=(3, 4))
     (tmp_path / "all.yaml").write_text("rules: []\n")
     rc, out, err = run("apply", tmp_path / "all.yaml", src, tmp_path / "o", "--format", "laion,webdataset",
-                       "--format", "img2dataset", "--samples-per-tar", "4", "--workers", "2", "--json")
+                       "--format", "img2dataset", "--samples-per-tar", "4", "--workers", "2", "--json", "--progress")
     assert rc == 0, err
+    assert "writing" in err and "100%" in err  # the progress bar (stderr; stdout stays one JSON object)
     res = json.loads(out)
     assert res["formats"] == ["laion", "webdataset", "img2dataset"] and res["engine"]["workers"] == 2
     assert res["outputs"]["webdataset"] == {"parts": 2, "rows": 7, "samples": 7, "no_image": 0,
