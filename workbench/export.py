@@ -118,6 +118,57 @@ def free_bytes(path: Path) -> int:
 
 
 # -- planning --------------------------------------------------------------------------------------
+def begin_plan(dst: Path, state: str, plan: dict, what: str = "export") -> tuple[str, dict | None]:
+    """Record (or check) the plan of a write into `dst` in the state :func:`check_destination` found.
+
+    Returns the plan's digest and, when `dst` already holds the finished write of this plan, its
+    manifest (nothing to do). A finished or unfinished write of another plan is refused; a new
+    one gets ``.staging/plan.json``. Leftover temporary files of a killed run are removed."""
+    digest = hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()
+    if state == "finished":
+        try:
+            old = json.loads((dst / MANIFEST).read_text())
+        except (OSError, ValueError):
+            old = {}
+        if old.get("plan") == digest:
+            return digest, old
+        raise WriteError(f"destination holds a finished {what} of another selection or options; "
+                         "choose an empty or new folder", dst)
+    staging = dst / STAGING
+    if state == "unfinished":
+        try:
+            old_plan = json.loads((staging / PLAN).read_text())
+        except (OSError, ValueError):
+            old_plan = {}
+        if old_plan.get("digest") != digest:
+            changed = sorted(k for k in plan if old_plan.get("plan", {}).get(k) != plan[k])
+            raise WriteError(f"destination holds an unfinished {what} of a different plan "
+                             f"(differs in: {', '.join(changed) or 'everything'}); remove it or choose another folder", dst)
+    else:
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        _write_json_atomic(staging / PLAN, {"digest": digest, "plan": plan})
+    shutil.rmtree(staging / "tmp", ignore_errors=True)
+    return digest, None
+
+
+def write_manifest(dst: Path, manifest: dict) -> dict:
+    """``manifest.json`` last (written, fsynced, renamed), then the staging folder goes."""
+    staging = dst / STAGING
+    staging.mkdir(parents=True, exist_ok=True)
+    tmp = staging / MANIFEST
+    with open(tmp, "w") as f:
+        json.dump(manifest, f, indent=1, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, dst / MANIFEST)
+    _fsync_dir(dst)
+    shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
 def _kept_per_shard(collection, rows) -> list[np.ndarray]:
     from .subset import as_rows
 
@@ -407,18 +458,28 @@ WRITERS: dict[str, Callable] = {
 # -- the task ------------------------------------------------------------------------------------
 def run_part(task: tuple) -> dict:
     """Write one part into staging, publish its files under their final names, journal it."""
+    collection, dst, part, options = task
+    writer = _webdataset_writer() if part.fmt == "webdataset" else WRITERS[part.fmt]
+    return staged_task(dst, part.task_id, lambda tmp: writer(collection, part, tmp, options),
+                       {"rows": part.rows}, f"part {part.number} ({part.fmt})")
+
+
+def staged_task(dst, task_id: str, write: Callable[[Path], list[dict]], extra: dict | None = None,
+                what: str | None = None) -> dict:
+    """The write protocol every part follows: `write(tmp)` fills ``DST/.staging/tmp/<task_id>/`` and
+    returns its files (``path`` relative to DST, optional ``rows``/``sha256``/``stats``); they are
+    fsynced, hashed, moved to their final names, and the task is journalled in
+    ``.staging/done/<task_id>.json`` (what a rerun finds with :func:`journal`)."""
     import time
 
     t0 = time.perf_counter()
-    collection, dst, part, options = task
     dst = Path(dst)
-    tmp = dst / STAGING / "tmp" / part.task_id
+    tmp = dst / STAGING / "tmp" / task_id
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    writer = _webdataset_writer() if part.fmt == "webdataset" else WRITERS[part.fmt]
     try:
-        files = writer(collection, part, tmp, options)
+        files = write(tmp)
         for e in files:
             staged = tmp / e["path"]
             if "sha256" not in e:
@@ -432,14 +493,14 @@ def run_part(task: tuple) -> dict:
             os.replace(tmp / e["path"], final)
             _fsync_dir(final.parent)
     except OSError as exc:
-        raise WriteError(f"writing part {part.number} ({part.fmt}) failed: {exc.strerror or exc}; "
+        raise WriteError(f"writing {what or task_id} failed: {exc.strerror or exc}; "
                          "finished parts are kept: run the same command again to resume", dst) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    record = {"task": part.task_id, "rows": part.rows, "files": [_entry(e) for e in files],
+    record = {"task": task_id, **(extra or {}), "files": [_entry(e) for e in files],
               "stats": {k: v for e in files for k, v in e.get("stats", {}).items()},
               "seconds": round(time.perf_counter() - t0, 3), "pid": os.getpid()}
-    _write_json_atomic(dst / STAGING / "done" / f"{part.task_id}.json", record)
+    _write_json_atomic(dst / STAGING / "done" / f"{task_id}.json", record)
     return record
 
 
@@ -463,7 +524,7 @@ def _write_json_atomic(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def _journal(dst: Path, task_id: str) -> dict | None:
+def journal(dst: Path, task_id: str) -> dict | None:
     """The record of a part finished by an earlier run, when all its files are still there intact."""
     p = dst / STAGING / "done" / f"{task_id}.json"
     try:
@@ -576,33 +637,10 @@ def export(
         "extras": sorted(extras or {}),
         **(plan_extra or {}),
     }
-    digest = hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()
-    if state == "finished":
-        try:
-            old = json.loads((dst / MANIFEST).read_text())
-        except (OSError, ValueError):
-            old = {}
-        if old.get("plan") == digest:
-            return ExportResult(old, {"tasks": 0, "resumed": 0, "already_complete": True,
-                                      "seconds": round(time.perf_counter() - t0, 3)})
-        raise WriteError("destination holds a finished export of another selection or options; "
-                         "choose an empty or new folder", dst)
-    staging = dst / STAGING
-    if state == "unfinished":
-        try:
-            old_plan = json.loads((staging / PLAN).read_text())
-        except (OSError, ValueError):
-            old_plan = {}
-        if old_plan.get("digest") != digest:
-            changed = sorted(k for k in plan if old_plan.get("plan", {}).get(k) != plan[k])
-            raise WriteError("destination holds an unfinished export of a different plan "
-                             f"(differs in: {', '.join(changed) or 'everything'}); remove it or choose another folder", dst)
-    else:
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True)
-        _write_json_atomic(staging / PLAN, {"digest": digest, "plan": plan})
-    shutil.rmtree(staging / "tmp", ignore_errors=True)
+    digest, finished = begin_plan(dst, state, plan, "export")
+    if finished is not None:
+        return ExportResult(finished, {"tasks": 0, "resumed": 0, "already_complete": True,
+                                       "seconds": round(time.perf_counter() - t0, 3)})
 
     parts: list[Part] = []
     for fmt in formats:
@@ -615,7 +653,7 @@ def export(
     records: dict[str, dict] = {}
     todo = []
     for p in parts:
-        rec = _journal(dst, p.task_id)
+        rec = journal(dst, p.task_id)
         if rec is not None:
             records[p.task_id] = rec
         else:
@@ -769,13 +807,4 @@ def _manifest(collection, dst: Path, parts, records, formats, rows_per_shard, pa
         "parameters": params,
         "plan": digest,
     }
-    tmp = staging / MANIFEST
-    with open(tmp, "w") as f:
-        json.dump(manifest, f, indent=1, default=str)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, dst / MANIFEST)
-    _fsync_dir(dst)
-    shutil.rmtree(staging, ignore_errors=True)
-    return manifest
+    return write_manifest(dst, manifest)
