@@ -228,3 +228,29 @@ def ray_head():
             os.environ["RAY_AUTH_MODE"] = old
         subprocess.run([str(ray_bin), "stop", "--force"], timeout=120, capture_output=True)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16, "head_width": 32},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory):
+    """A tiny open_clip model with random weights: its config JSON and a checkpoint, saved to disk and
+    loaded by the code under test through the same path as a real model's."""
+    from types import SimpleNamespace
+
+    import open_clip
+    import torch
+
+    d = tmp_path_factory.mktemp("tinyclip")
+    cfg = d / "wb-tiny-clip-session.json"
+    cfg.write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(cfg)
+    torch.manual_seed(7)
+    model = open_clip.create_model("wb-tiny-clip-session")
+    torch.save(model.state_dict(), d / "tiny.pt")
+    return SimpleNamespace(cfg=cfg, ckpt=d / "tiny.pt", dir=d)

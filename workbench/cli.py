@@ -215,6 +215,36 @@ def _cmd_apply(args) -> int:
     return EXIT_OK
 
 
+def _cmd_embed(args) -> int:
+    from .embed import embed
+    from .engine import make_engine
+
+    show = args.progress or (not args.quiet and sys.stderr.isatty())
+    with make_engine(args.engine, args.workers, args.address) as engine:
+        res = embed(args.src, args.dst, args.model, args.pretrained, device=args.device, batch_size=args.batch_size,
+                    rows_per_shard=args.rows_per_shard, keep_failed=args.keep_failed, captions=args.captions,
+                    decode_workers=args.decode_workers, precision=args.precision, engine=engine, progress=show)
+    m = res.manifest
+    totals = m["outputs"]["embed"]
+    failed = {k[len("status_"):]: v for k, v in totals.items() if k.startswith("status_") and k != "status_success" and v}
+    out = {"src": args.src, "dst": args.dst, "items": totals.get("items"), "embedded": totals.get("embedded"),
+           "failed": failed, "rows": m["rows"], "shards": len(m["shards"]), "dim": m["dim"], "model": m["model"],
+           **{k: res.run.get(k) for k in ("parts", "resumed", "already_complete", "images_per_s", "seconds")}}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        if res.run.get("already_complete"):
+            print(f"{args.dst} already holds this embedding run (manifest.json); nothing to do")
+        n_failed = sum(failed.values())
+        rate = f" ({out['images_per_s']:,.1f} images/s)" if out.get("images_per_s") else ""
+        print(f"embedded {out['embedded']:,} of {out['items']:,} images into {out['shards']} shard(s) in {args.dst}{rate}")
+        if n_failed:
+            print(f"{n_failed:,} failed: " + ", ".join(f"{k} {v:,}" for k, v in sorted(failed.items()))
+                  + (" (written with zero image embeddings; " if args.keep_failed else " (left out; ")
+                  + f"each listed with its error in {args.dst}/failed/)")
+    return EXIT_OK
+
+
 def _cmd_score(args) -> int:
     from .recipe import head_column
     from .scorers import HeadScorer, Laion400mScorer, LanguageScorer, PromptScorer, SafetyScorer, SimilarityScorer
@@ -406,6 +436,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     _model_args(s)
     s.set_defaults(func=_cmd_apply)
+
+    s = sub.add_parser("embed", help="embed images and captions (folders, webdataset tars, a table of paths) into LAION-layout shards")
+    s.add_argument("src", help="a folder of images, a folder of webdataset .tar shards, or a .parquet/.csv of image paths")
+    s.add_argument("dst", help="the output folder (new or empty; an unfinished run there is resumed)")
+    s.add_argument("--model", required=True, help="an open_clip model name, or a path to an open_clip model-config JSON")
+    s.add_argument("--pretrained", help="an open_clip pretrained tag, or a local checkpoint (.pt/.pth/.bin/.safetensors)")
+    s.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--rows-per-shard", type=int, default=1_000_000)
+    s.add_argument("--captions", help="a .parquet/.csv with a path (or file name) column and a caption column")
+    s.add_argument("--keep-failed", action="store_true", help="write rows for bad images too (zero image embedding, their status)")
+    s.add_argument("--decode-workers", type=int, help="image-decoding processes (default: 1 on CPU, cores-1 up to 16 on CUDA)")
+    s.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                   help="auto: fp16 autocast on CUDA, fp32 on CPU")
+    _engine_args(s)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--progress", action="store_true", help="a progress bar (images/s) even when stderr is not a terminal")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=_cmd_embed)
 
     s = sub.add_parser("score", help="compute score columns over all rows (cached beside the collection) and summarise them")
     s.add_argument("path")

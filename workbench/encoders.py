@@ -182,7 +182,8 @@ def load_image(item, row: int | None = None):
         raise WorkbenchError("image file not found", path, row) from None
     except Exception as exc:  # UnidentifiedImageError, truncated data, decompression bombs, ...
         what = "not an image" if type(exc).__name__ == "UnidentifiedImageError" else "cannot decode image"
-        raise WorkbenchError(f"{what} ({exc})", path, row) from None
+        why = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the data", str(exc))  # no memory addresses
+        raise WorkbenchError(f"{what} ({why})", path, row) from None
 
 
 # ---------------------------------------------------------------- model specs and names

@@ -12,7 +12,7 @@ from .errors import ManifestError
 from .npyfile import read_npy
 from .writer import MANIFEST, MANIFEST_FORMAT, STAGING, sha256_file
 
-DATA_DIRS = ("img_emb", "text_emb", "metadata", "webdataset", "img2dataset", "datacomp")
+DATA_DIRS = ("img_emb", "text_emb", "metadata", "webdataset", "img2dataset", "datacomp", "failed")
 
 
 @dataclass

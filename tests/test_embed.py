@@ -1,0 +1,149 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+from conftest import IMAGES, make_webdataset
+
+import workbench
+from workbench.embed import embed
+from workbench.encoders import load_encoder
+from workbench.engine import LocalEngine
+from workbench.verify import verify
+
+RCLIP = IMAGES / "rclip"
+
+
+def _files(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "manifest.json"}
+
+
+@pytest.fixture(scope="module")
+def rclip_run(tiny_clip, tmp_path_factory):
+    dst = tmp_path_factory.mktemp("emb") / "rclip"
+    res = embed(RCLIP, dst, str(tiny_clip.cfg), str(tiny_clip.ckpt), device="cpu", batch_size=5)
+    return dst, res
+
+
+def test_every_format_embeds_and_bad_files_are_recorded(rclip_run, tiny_clip):
+    dst, res = rclip_run
+    totals = res.manifest["outputs"]["embed"]
+    assert totals["items"] == 24 and totals["embedded"] == 22 and totals["status_not_an_image"] == 2
+    failed = pl.read_parquet(dst / "failed" / "failed_0.parquet")
+    assert sorted(failed["key"].to_list()) == ["LICENSE", "not-an-image"]
+    assert all("not an image" in e for e in failed["error"].to_list())
+    c = workbench.open_collection(dst)
+    meta = c.metadata.collect()
+    assert len(c) == 22 and set(meta["status"].to_list()) == {"success"}
+    assert {"duck", "kookaburras", "magpie", "parrot-and-flowers", "chess-knight", "chess-pawns", "tree",
+            "bee_animated"} <= set(meta["key"].to_list())  # jp2, pnm, pbm, pgm, tiff, bmp, webp, gif
+    assert all(p.startswith(str(RCLIP)) for p in meta["image_path"].to_list())  # each image's path is kept
+    assert verify(dst).ok and res.manifest["model"]["dim"] == 32 and c.dtype == "float16"
+
+
+def test_embeddings_are_the_models_unit_rows(rclip_run, tiny_clip):
+    dst, _ = rclip_run
+    c = workbench.open_collection(dst)
+    meta = c.metadata.collect()
+    enc = load_encoder(tiny_clip.cfg, tiny_clip.ckpt, device="cpu")
+    img = np.asarray(c.embeddings(0, "image"), np.float32)
+    txt = np.asarray(c.embeddings(0, "text"), np.float32)
+    want_img = enc.encode_image_files(meta["image_path"].to_list())
+    want_txt = enc.encode_text(meta["caption"].to_list())
+    assert np.allclose(img, want_img, atol=2e-3) and np.allclose(txt, want_txt, atol=2e-3)
+    assert np.allclose(np.linalg.norm(img, axis=1), 1, atol=2e-3)
+    assert np.allclose(meta["similarity"].to_numpy(), np.einsum("ij,ij->i", want_img, want_txt), atol=2e-3)
+
+
+def test_truncated_images_and_keep_failed(tiny_clip, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    data = (RCLIP / "cat.jpg").read_bytes()
+    (src / "good.jpg").write_bytes(data)
+    (src / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (src / "empty.png").write_bytes(b"")
+    res = embed(src, tmp_path / "out", str(tiny_clip.cfg), str(tiny_clip.ckpt), device="cpu", keep_failed=True)
+    c = workbench.open_collection(tmp_path / "out")
+    meta = c.metadata.collect()
+    assert meta["key"].to_list() == ["empty", "good", "truncated"]
+    assert meta["status"].to_list() == ["not_an_image", "success", "not_an_image"]
+    img = np.asarray(c.embeddings(0, "image"), np.float32)
+    assert np.all(img[[0, 2]] == 0) and abs(np.linalg.norm(img[1]) - 1) < 2e-3
+    assert meta["similarity"].is_nan().to_list() == [True, False, True]
+    assert "truncated" in meta["error"][2] or "cannot decode" in meta["error"][2]
+    assert res.manifest["outputs"]["embed"]["written_rows"] == 3
+
+
+def test_webdataset_input_keeps_keys_urls_and_captions(tiny_clip, tmp_path):
+    root = make_webdataset(tmp_path / "wds", per_shard=(3, 2))
+    embed(root, tmp_path / "out", str(tiny_clip.cfg), str(tiny_clip.ckpt), device="cpu", rows_per_shard=3)
+    c = workbench.open_collection(tmp_path / "out")
+    meta = c.metadata.collect()
+    assert len(c.shards) == 2 and meta["key"].to_list()[:2] == ["000000001", "000000002"]
+    assert meta["url"][0] == "https://synthetic.invalid/wds/000000001.jpg"
+    assert meta["caption"][0] == "web caption <b>000000001</b>" and meta["member"][0] == "000000001.jpg"
+
+
+class _StopAfter(LocalEngine):
+    def __init__(self, n):
+        super().__init__(1)
+        self.n = n
+
+    def map(self, fn, tasks):
+        for k, item in enumerate(super().map(fn, tasks)):
+            yield item
+            if k + 1 == self.n:
+                raise KeyboardInterrupt
+
+
+def test_resumes_per_shard_and_is_the_same_whatever_the_workers(tiny_clip, tmp_path):
+    args = (RCLIP, str(tiny_clip.cfg), str(tiny_clip.ckpt))
+    kw = {"device": "cpu", "rows_per_shard": 8, "batch_size": 4}
+    with pytest.raises(KeyboardInterrupt):
+        embed(args[0], tmp_path / "out", *args[1:], engine=_StopAfter(2), **kw)
+    first = tmp_path / "out" / "img_emb" / "img_emb_0.npy"
+    stamp = first.stat().st_mtime_ns
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    res = embed(args[0], tmp_path / "out", *args[1:], **kw)
+    assert res.run["resumed"] == 2 and res.run["done_now"] == 1 and first.stat().st_mtime_ns == stamp
+    embed(args[0], tmp_path / "fresh", *args[1:], decode_workers=0, **kw)
+    with LocalEngine(2) as engine:
+        embed(args[0], tmp_path / "pool", *args[1:], engine=engine, **kw)
+    assert _files(tmp_path / "out") == _files(tmp_path / "fresh")  # resumed == uninterrupted, byte for byte
+    # a pool worker runs torch on fewer threads: float sums may round differently in the last bit
+    pool, out = workbench.open_collection(tmp_path / "pool"), workbench.open_collection(tmp_path / "out")
+    assert _files(tmp_path / "pool").keys() == _files(tmp_path / "out").keys()
+    for i in range(len(out.shards)):
+        for kind in ("image", "text"):
+            assert np.allclose(np.asarray(pool.embeddings(i, kind), np.float32),
+                               np.asarray(out.embeddings(i, kind), np.float32), atol=1e-3)
+    a, b = pool.metadata.collect(), out.metadata.collect()
+    assert a.drop("similarity").equals(b.drop("similarity"))
+    assert np.allclose(a["similarity"].to_numpy(), b["similarity"].to_numpy(), atol=1e-3)
+    assert verify(tmp_path / "out").ok
+    assert embed(args[0], tmp_path / "out", *args[1:], **kw).run["already_complete"]
+
+
+def test_cli_embed(tiny_clip, tmp_path):
+    p = subprocess.run([sys.executable, "-m", "workbench", "embed", str(RCLIP), str(tmp_path / "out"),
+                        "--model", str(tiny_clip.cfg), "--pretrained", str(tiny_clip.ckpt), "--device", "cpu",
+                        "--batch-size", "8", "--json"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["items"] == 24 and out["embedded"] == 22 and out["failed"] == {"not_an_image": 2}
+    assert out["rows"] == 22 and out["dim"] == 32 and out["model"]["checkpoint_sha256"]
+    p = subprocess.run([sys.executable, "-m", "workbench", "embed", str(RCLIP), str(tmp_path / "out2"),
+                        "--model", str(tiny_clip.cfg), "--pretrained", str(tiny_clip.ckpt), "--device", "cpu"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and "embedded 22 of 24 images" in p.stdout and "not_an_image 2" in p.stdout
+    p = subprocess.run([sys.executable, "-m", "workbench", "embed", str(RCLIP), str(RCLIP / "inside"),
+                        "--model", str(tiny_clip.cfg), "--pretrained", str(tiny_clip.ckpt)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "source" in p.stderr
+    p = subprocess.run([sys.executable, "-m", "workbench", "embed", str(RCLIP), str(tmp_path / "o3"),
+                        "--model", "ViT-B-32", "--pretrained", str(tiny_clip.ckpt)], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 2 and "tiny.pt" in p.stderr and not (tmp_path / "o3" / "manifest.json").exists()

@@ -1,0 +1,360 @@
+"""Embedding images and captions with open_clip into LAION-layout shards.
+
+    from workbench.embed import embed
+    result = embed("./photos", "./emb", model="ViT-B-32", pretrained="laion2b_s34b_b79k")
+    result.manifest["outputs"]["embed"]     # images embedded, failures by status
+
+The images (see :mod:`workbench.imagesource`) are cut into parts of ``rows_per_shard`` items; each
+part is one task (in this process, a local pool or Ray: :mod:`workbench.engine`) that decodes its
+images, encodes them and their captions in batches, and writes one shard: ``img_emb`` and
+``text_emb`` (L2-normalised float16), ``metadata`` (key, caption, image_path, member, width,
+height, similarity, status, error, and url/uid/... when the source has them). A part is written and
+journalled like an export part (:func:`workbench.export.staged_task`), so a stopped run resumes
+shard by shard, and ``manifest.json`` (the model identity, the source, the counts) comes last.
+
+Bad images never stop a run. Each is recorded with its status (``not_an_image``, ``missing``,
+``preprocess_error``) and error, in ``failed/failed_<n>.parquet``, and left out of the shards;
+with ``keep_failed=True`` its row is written too, with zero image embedding and the same status.
+
+CPU: float32 (bfloat16 autocast is very slow on CPUs without AMX), torch threads = the cores of the
+worker, one decoding process beside the model. CUDA: fp16 (or ``precision="bf16"``) autocast,
+DataLoader workers decoding into pinned memory, non-blocking copies.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import IncompleteError, WorkbenchError, WriteError
+from .export import begin_plan, check_destination, journal, staged_task, write_manifest
+from .imagesource import META_KEYS, ImageItem, fingerprint, list_images, read_image_bytes
+from .writer import MANIFEST_FORMAT, MANIFEST_VERSION, _npy_header, shard_name
+
+STATUSES = ("success", "not_an_image", "missing", "preprocess_error")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+@dataclass
+class EmbedResult:
+    manifest: dict
+    run: dict = field(default_factory=dict)  # parts done now / resumed, seconds, images/s
+
+
+@lru_cache(maxsize=2)
+def _encoder(model: str, pretrained: str | None, device: str):
+    from .encoders import load_encoder
+
+    enc = load_encoder(model, pretrained, device=device)
+    enc.model.eval()
+    return enc
+
+
+def default_decode_workers(device: str) -> int:
+    cores = os.cpu_count() or 1
+    if device.startswith("cuda"):
+        return max(1, min(16, cores - 1))
+    return 1 if cores >= 2 else 0
+
+
+# -- decoding ----------------------------------------------------------------------------------------
+def _decode(item: ImageItem, preprocess) -> tuple[object, str, str | None, int | None, int | None]:
+    """(pixels or None, status, error, width, height) for one item; never raises for a bad image."""
+    from .encoders import load_image
+
+    try:
+        data = read_image_bytes(item)
+    except WorkbenchError as exc:
+        return None, "missing", str(exc), None, None
+    try:
+        image = load_image(data)
+    except WorkbenchError as exc:
+        return None, "not_an_image", exc.reason, None, None
+    try:
+        return preprocess(image), "success", None, image.width, image.height
+    except Exception as exc:  # noqa: BLE001 - a transform failing on an odd image (e.g. 0 pixels wide)
+        return None, "preprocess_error", f"{type(exc).__name__}: {exc}", image.width, image.height
+
+
+class _Decoded:
+    """A torch Dataset over a part's items: decoded, preprocessed pixels and each item's status."""
+
+    def __init__(self, items: list[ImageItem], preprocess):
+        self.items, self.preprocess = items, preprocess
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        return (i, *_decode(self.items[i], self.preprocess))
+
+
+def _collate(batch):
+    import torch
+
+    ok = [b for b in batch if b[1] is not None]
+    pixels = torch.stack([b[1] for b in ok]) if ok else None
+    return pixels, [b[0] for b in ok], [(b[0], b[2], b[3], b[4], b[5]) for b in batch]
+
+
+def _batches(items: list[ImageItem], preprocess, batch_size: int, workers: int, cuda: bool):
+    """(pixels of the decodable images, their indices, (index, status, error, w, h) of every item)."""
+    if workers <= 0:
+        for a in range(0, len(items), batch_size):
+            yield _collate([(i, *_decode(items[i], preprocess)) for i in range(a, min(a + batch_size, len(items)))])
+        return
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(_Decoded(items, preprocess), batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+                        pin_memory=cuda, prefetch_factor=4, persistent_workers=False)
+    yield from loader
+
+
+# -- one part ---------------------------------------------------------------------------------------
+def _run_model(enc, fn, x, precision: str):
+    import torch
+    import torch.nn.functional as F
+
+    cuda = enc.device.startswith("cuda")
+    with torch.inference_mode():
+        x = x.to(enc.device, non_blocking=cuda)
+        if cuda and precision in ("auto", "fp16", "bf16"):
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+            with torch.autocast("cuda", dtype=dtype):
+                y = fn(x)
+        elif not cuda and precision in ("fp16", "bf16"):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = fn(x)
+        else:
+            y = fn(x)
+        return F.normalize(y.float(), dim=-1).cpu().numpy()
+
+
+def embed_part(task: tuple) -> dict:
+    """Embed one part's items and write its shard (an engine task; see the module docstring)."""
+    dst, number, items, opts = task
+    return staged_task(dst, f"embed-{number:06d}", lambda tmp: _write_part(tmp, number, items, opts),
+                       {"items": len(items)}, f"shard {number}")
+
+
+def _write_part(tmp: Path, number: int, items: list[ImageItem], opts: dict) -> list[dict]:
+    import torch
+
+    enc = _encoder(opts["model"], opts["pretrained"], opts["device"])
+    if not enc.device.startswith("cuda") and opts.get("threads"):
+        torch.set_num_threads(int(opts["threads"]))
+    dim, n = enc.dim, len(items)
+    img = np.zeros((n, dim), np.float32)
+    status = ["success"] * n
+    errors: list[str | None] = [None] * n
+    width: list[int | None] = [None] * n
+    height: list[int | None] = [None] * n
+    cuda = enc.device.startswith("cuda")
+    progress = opts.get("_progress")
+    for pixels, idx, info in _batches(items, enc.preprocess, opts["batch_size"], opts["decode_workers"], cuda):
+        for i, st, err, w, h in info:
+            status[i], errors[i], width[i], height[i] = st, err, w, h
+        if pixels is not None:
+            img[idx] = _run_model(enc, enc.model.encode_image, pixels, opts["precision"])
+        if progress is not None:
+            progress(len(info))
+    ok = np.array([s == "success" for s in status])
+    keep = np.ones(n, bool) if opts["keep_failed"] else ok
+    rows = np.nonzero(keep)[0]
+    captions = [items[i].caption or "" for i in rows]
+    txt = np.zeros((len(rows), dim), np.float32)
+    for a in range(0, len(rows), opts["batch_size"] * 4):
+        tokens = enc.tokenizer(captions[a:a + opts["batch_size"] * 4])
+        txt[a:a + len(tokens)] = _run_model(enc, enc.model.encode_text, tokens, opts["precision"])
+    img16 = np.ascontiguousarray(img[rows], dtype=np.float16)
+    txt16 = np.ascontiguousarray(txt, dtype=np.float16)
+    # similarity of the rows as stored (fp16), as a reader of the shards would compute it
+    dots = np.einsum("ij,ij->i", img16.astype(np.float32), txt16.astype(np.float32))
+    sim = np.where(ok[rows], dots, np.nan).astype(np.float32)
+
+    name = shard_name(number, opts["padding"])
+    files = []
+    if len(rows):
+        for folder, arr in (("img_emb", img16), ("text_emb", txt16)):
+            rel = f"{folder}/{folder}_{name}.npy"
+            (tmp / folder).mkdir(parents=True, exist_ok=True)
+            with open(tmp / rel, "wb") as f:
+                f.write(_npy_header((len(rows), dim), np.dtype("float16")))
+                f.write(arr.tobytes())
+            files.append({"path": rel, "rows": int(len(rows))})
+        meta = _metadata(items, rows, status, errors, width, height, sim, opts["meta_columns"])
+        (tmp / "metadata").mkdir(parents=True, exist_ok=True)
+        pq.write_table(meta, tmp / f"metadata/metadata_{name}.parquet")
+        files.append({"path": f"metadata/metadata_{name}.parquet", "rows": int(len(rows))})
+    bad = np.nonzero(~ok)[0]
+    counts = {f"status_{s}": int(sum(1 for x in status if x == s)) for s in STATUSES}
+    if len(bad):
+        (tmp / "failed").mkdir(parents=True, exist_ok=True)
+        rel = f"failed/failed_{name}.parquet"
+        pq.write_table(pa.table({
+            "key": pa.array([items[i].key for i in bad], pa.string()),
+            "image_path": pa.array([items[i].path for i in bad], pa.string()),
+            "member": pa.array([items[i].member for i in bad], pa.string()),
+            "status": pa.array([status[i] for i in bad], pa.string()),
+            "error": pa.array([errors[i] for i in bad], pa.string()),
+        }), tmp / rel)
+        files.append({"path": rel, "rows": int(len(bad))})
+    stats = {"items": n, "embedded": int(ok.sum()), "written_rows": int(len(rows)), **counts}
+    files[0]["stats"] = stats  # a part always writes something: its shard, or its failures
+    return files
+
+
+def _metadata(items, rows, status, errors, width, height, sim, meta_columns: list[str]) -> pa.Table:
+    cols = {
+        "key": pa.array([items[i].key for i in rows], pa.string()),
+        "caption": pa.array([items[i].caption for i in rows], pa.string()),
+        "image_path": pa.array([items[i].path for i in rows], pa.string()),
+        "member": pa.array([items[i].member for i in rows], pa.string()),
+        "width": pa.array([width[i] for i in rows], pa.int64()),
+        "height": pa.array([height[i] for i in rows], pa.int64()),
+        "similarity": pa.array(sim, pa.float32()),
+        "status": pa.array([status[i] for i in rows], pa.string()),
+        "error": pa.array([errors[i] for i in rows], pa.string()),
+    }
+    for k in meta_columns:
+        vals = [items[i].meta.get(k) for i in rows]
+        if k in ("original_width", "original_height"):
+            cols[k] = pa.array([None if v is None else int(v) for v in vals], pa.int64())
+        else:
+            cols[k] = pa.array([None if v is None else str(v) for v in vals], pa.string())
+    return pa.table(cols)
+
+
+# -- the run ----------------------------------------------------------------------------------------
+def embed(
+    src: str | Path,
+    dst: str | Path,
+    model: str,
+    pretrained: str | None = None,
+    *,
+    device: str = "auto",
+    batch_size: int = 64,
+    rows_per_shard: int = 1_000_000,
+    padding: int = 0,
+    keep_failed: bool = False,
+    captions: str | Path | None = None,
+    decode_workers: int | None = None,
+    precision: str = "auto",
+    engine=None,
+    progress=False,
+) -> EmbedResult:
+    """Embed the images under `src` into LAION-layout shards in `dst` (new, empty, or an unfinished
+    run of the same plan, which is resumed)."""
+    from .engine import LocalEngine
+
+    t0 = time.perf_counter()
+    if batch_size < 1 or rows_per_shard < 1:
+        raise WorkbenchError("batch size and rows per shard must be >= 1")
+    if precision not in PRECISIONS:
+        raise WorkbenchError(f"precision must be one of {', '.join(PRECISIONS)}")
+    src, dst = Path(src), Path(dst)
+    items = list_images(src, captions)
+    state = check_destination(dst, [src if src.is_dir() else src.parent])
+    enc = _encoder(str(model), None if pretrained is None else str(pretrained), device)
+    workers = engine.workers if engine is not None else 1
+    opts = {
+        "model": str(model), "pretrained": None if pretrained is None else str(pretrained), "device": enc.device,
+        "batch_size": int(batch_size), "padding": int(padding), "keep_failed": bool(keep_failed),
+        "precision": precision,
+        "decode_workers": default_decode_workers(enc.device) if decode_workers is None else int(decode_workers),
+        "threads": max(1, (os.cpu_count() or 1) // workers),
+        "meta_columns": [k for k in META_KEYS if any(k in it.meta for it in items)],
+    }
+    plan = {"source": fingerprint(items), "items": len(items), "model": enc.identity,
+            "rows_per_shard": int(rows_per_shard), "padding": int(padding), "keep_failed": bool(keep_failed),
+            "batch_size": int(batch_size), "precision": precision, "device": enc.device}
+    digest, finished = begin_plan(dst, state, plan, "embedding run")
+    if finished is not None:
+        return EmbedResult(finished, {"parts": 0, "resumed": 0, "already_complete": True,
+                                      "seconds": round(time.perf_counter() - t0, 3)})
+    parts = [items[a:a + rows_per_shard] for a in range(0, len(items), rows_per_shard)]
+    records = {n: journal(dst, f"embed-{n:06d}") for n in range(len(parts))}
+    records = {n: r for n, r in records.items() if r is not None}
+    todo = [n for n in range(len(parts)) if n not in records]
+    resumed = len(records)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(items), initial=sum(len(parts[n]) for n in records), desc="embedding", unit="img",
+                   unit_scale=True)
+    own = engine is None
+    engine = engine or LocalEngine(1)
+    in_process = engine.kind == "local" and engine.workers == 1
+    t_run = time.perf_counter()
+    try:
+        tasks = []
+        for n in todo:
+            o = dict(opts)
+            if in_process and bar is not None:
+                o["_progress"] = bar.update  # per batch; a worker's progress arrives with its part
+            tasks.append((str(dst), n, parts[n], o))
+        try:
+            for k, rec in engine.map(embed_part, tasks):
+                records[todo[k]] = rec
+                if bar is not None and not in_process:
+                    bar.update(len(parts[todo[k]]))
+        except WorkbenchError as exc:
+            if isinstance(exc, WriteError) or len(records) > resumed:
+                raise IncompleteError(f"{exc} [{len(records)} of {len(parts)} shards are written and kept; "
+                                      "run the same command again to resume]", dst) from None
+            raise
+    finally:
+        if bar is not None:
+            bar.close()
+        if own:
+            engine.close()
+    seconds_now = time.perf_counter() - t_run
+    manifest = _manifest(src, dst, items, parts, records, enc, opts, plan, digest, rows_per_shard)
+    done_now = sum(len(parts[n]) for n in todo)
+    return EmbedResult(manifest, {"parts": len(parts), "done_now": len(todo), "resumed": resumed,
+                                  "already_complete": False, "seconds": round(time.perf_counter() - t0, 3),
+                                  "images_per_s": round(done_now / seconds_now, 2) if seconds_now > 0 and done_now else None})
+
+
+def _manifest(src, dst, items, parts, records, enc, opts, plan, digest, rows_per_shard) -> dict:
+    files, extra, shards = [], [], []
+    totals: dict = {}
+    for n in range(len(parts)):
+        rec = records[n]
+        for e in rec["files"]:
+            (extra if e["path"].startswith("failed/") else files).append(e)
+        shard_files = [e["path"] for e in rec["files"] if not e["path"].startswith("failed/")]
+        rows = next((e["rows"] for e in rec["files"] if e["path"].startswith("img_emb/")), 0)
+        if shard_files:
+            shards.append({"name": shard_name(n, opts["padding"]), "rows": rows, "files": shard_files})
+        for k, v in rec.get("stats", {}).items():
+            totals[k] = totals.get(k, 0) + v
+    totals.setdefault("items", len(items))
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+        "layout": "embeddings",
+        "rows": sum(s["rows"] for s in shards),
+        "dim": enc.dim,
+        "dtype": "float16",
+        "rows_per_shard": int(rows_per_shard),
+        "padding": opts["padding"],
+        "shards": shards,
+        "files": files,
+        "extra_files": extra,
+        "outputs": {"embed": totals},
+        "source": {"path": str(Path(src).resolve()), "items": len(items), "fingerprint": plan["source"]},
+        "model": enc.identity,
+        "parameters": {k: v for k, v in opts.items() if not k.startswith("_")},
+        "plan": digest,
+    }
+    return write_manifest(dst, manifest)
