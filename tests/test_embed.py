@@ -92,8 +92,8 @@ class _StopAfter(LocalEngine):
         super().__init__(1)
         self.n = n
 
-    def map(self, fn, tasks):
-        for k, item in enumerate(super().map(fn, tasks)):
+    def map(self, fn, tasks, **kw):
+        for k, item in enumerate(super().map(fn, tasks, **kw)):
             yield item
             if k + 1 == self.n:
                 raise KeyboardInterrupt

@@ -261,19 +261,24 @@ def embed(
     src, dst = Path(src), Path(dst)
     items = list_images(src, captions)
     state = check_destination(dst, [src if src.is_dir() else src.parent])
-    enc = _encoder(str(model), None if pretrained is None else str(pretrained), device)
+    in_process = engine is None or (engine.kind == "local" and engine.workers == 1)
+    # the model's identity and dim; where tasks run elsewhere (Ray: maybe a head without a GPU) it is
+    # built on the CPU here, and each worker builds its own on `device`
+    enc = _encoder(str(model), None if pretrained is None else str(pretrained), device if in_process else "cpu")
     workers = engine.workers if engine is not None else 1
     opts = {
-        "model": str(model), "pretrained": None if pretrained is None else str(pretrained), "device": enc.device,
+        "model": str(model), "pretrained": None if pretrained is None else str(pretrained),
+        "device": enc.device if in_process else device,
         "batch_size": int(batch_size), "padding": int(padding), "keep_failed": bool(keep_failed),
         "precision": precision,
-        "decode_workers": default_decode_workers(enc.device) if decode_workers is None else int(decode_workers),
+        "decode_workers": default_decode_workers(enc.device if in_process else device) if decode_workers is None
+        else int(decode_workers),
         "threads": max(1, (os.cpu_count() or 1) // workers),
         "meta_columns": [k for k in META_KEYS if any(k in it.meta for it in items)],
     }
     plan = {"source": fingerprint(items), "items": len(items), "model": enc.identity,
             "rows_per_shard": int(rows_per_shard), "padding": int(padding), "keep_failed": bool(keep_failed),
-            "batch_size": int(batch_size), "precision": precision, "device": enc.device}
+            "batch_size": int(batch_size), "precision": precision, "device": device}
     digest, finished = begin_plan(dst, state, plan, "embedding run")
     if finished is not None:
         return EmbedResult(finished, {"parts": 0, "resumed": 0, "already_complete": True,
@@ -292,7 +297,7 @@ def embed(
                    unit_scale=True)
     own = engine is None
     engine = engine or LocalEngine(1)
-    in_process = engine.kind == "local" and engine.workers == 1
+    gpus = 1 if str(device).startswith("cuda") and engine.kind == "ray" else 0
     t_run = time.perf_counter()
     try:
         tasks = []
@@ -302,7 +307,7 @@ def embed(
                 o["_progress"] = bar.update  # per batch; a worker's progress arrives with its part
             tasks.append((str(dst), n, parts[n], o))
         try:
-            for k, rec in engine.map(embed_part, tasks):
+            for k, rec in engine.map(embed_part, tasks, gpus_per_task=gpus):
                 records[todo[k]] = rec
                 if bar is not None and not in_process:
                     bar.update(len(parts[todo[k]]))

@@ -33,7 +33,9 @@ class Engine:
             raise EngineError(f"--workers must be >= 1, got {workers}")
         self.workers = int(workers)
 
-    def map(self, fn: Callable, tasks: Iterable) -> Iterator[tuple[int, object]]:
+    def map(self, fn: Callable, tasks: Iterable, gpus_per_task: float = 0) -> Iterator[tuple[int, object]]:
+        """Run ``fn(task)`` for every task; `gpus_per_task` reserves GPUs per task where the engine
+        schedules them (Ray: one task per GPU with 1); the local engine leaves devices to the task."""
         raise NotImplementedError
 
     def describe(self) -> dict:
@@ -58,7 +60,7 @@ class LocalEngine(Engine):
         super().__init__(workers)
         self._pool: ProcessPoolExecutor | None = None
 
-    def map(self, fn, tasks):
+    def map(self, fn, tasks, gpus_per_task: float = 0):
         tasks = list(tasks)
         if self.workers == 1 or len(tasks) <= 1:
             for i, t in enumerate(tasks):
@@ -156,9 +158,10 @@ class RayEngine(Engine):
     def describe(self) -> dict:
         return {**super().describe(), "address": self.address or "local"}
 
-    def map(self, fn, tasks):
+    def map(self, fn, tasks, gpus_per_task: float = 0):
         ray = self._ray
-        remote = ray.remote(num_cpus=1, max_retries=0)(fn)
+        # with GPUs, one task per GPU at a time: Ray sets CUDA_VISIBLE_DEVICES, so "cuda" is the task's own
+        remote = ray.remote(num_cpus=1, num_gpus=gpus_per_task or 0, max_retries=0)(fn)
 
         def wait_some(pending):
             ready, _ = ray.wait(list(pending), num_returns=1)
