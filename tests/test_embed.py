@@ -147,3 +147,29 @@ def test_cli_embed(tiny_clip, tmp_path):
                         "--model", "ViT-B-32", "--pretrained", str(tiny_clip.ckpt)], capture_output=True, text=True,
                        timeout=300)
     assert p.returncode == 2 and "tiny.pt" in p.stderr and not (tmp_path / "o3" / "manifest.json").exists()
+
+
+def test_tensor_decode_path_matches_the_pil_path(tiny_clip, tmp_path):
+    """The path CUDA takes (JPEGs decoded by torchvision, transforms as tensor ops), run on the CPU."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in sorted(RCLIP.glob("*.jpg"))[:4] + [RCLIP / "boats on a lake.png", RCLIP / "not-an-image.txt"]:
+        (src / p.name).write_bytes(p.read_bytes())
+    data = (RCLIP / "cat.jpg").read_bytes()
+    (src / "zz_truncated.jpg").write_bytes(data[:200])
+    pil = embed(src, tmp_path / "pil", str(tiny_clip.cfg), str(tiny_clip.ckpt), device="cpu", gpu_decode=False)
+    ten = embed(src, tmp_path / "tensor", str(tiny_clip.cfg), str(tiny_clip.ckpt), device="cpu", gpu_decode=True,
+                decode_workers=0)
+    a, b = workbench.open_collection(tmp_path / "pil"), workbench.open_collection(tmp_path / "tensor")
+    ma, mb = a.metadata.collect(), b.metadata.collect()
+    assert ma["key"].to_list() == mb["key"].to_list() and len(ma) == 5
+    assert ma.select("width", "height", "status").equals(mb.select("width", "height", "status"))
+    x, y = (np.asarray(c.embeddings(0, "image"), np.float32) for c in (a, b))
+    assert np.all(np.einsum("ij,ij->i", x, y) > 0.98)  # resampling differs a little from PIL's
+    jpeg = np.array([p.endswith((".jpg", ".JPG")) for p in ma["image_path"].to_list()])
+    assert np.array_equal(x[~jpeg], y[~jpeg])  # the PNG took the PIL path in both runs
+    pil_counts, ten_counts = pil.manifest["outputs"]["embed"], ten.manifest["outputs"]["embed"]
+    assert pil_counts["device_decoded"] == 0 and ten_counts["device_decoded"] == 4  # the JPEGs took the tensor path
+    assert {**pil_counts, "device_decoded": 4} == ten_counts
+    failed = pl.read_parquet(tmp_path / "tensor" / "failed" / "failed_0.parquet")
+    assert sorted(failed["key"].to_list()) == ["not-an-image", "zz_truncated"]

@@ -223,7 +223,8 @@ def _cmd_embed(args) -> int:
     with make_engine(args.engine, args.workers, args.address) as engine:
         res = embed(args.src, args.dst, args.model, args.pretrained, device=args.device, batch_size=args.batch_size,
                     rows_per_shard=args.rows_per_shard, keep_failed=args.keep_failed, captions=args.captions,
-                    decode_workers=args.decode_workers, precision=args.precision, engine=engine, progress=show)
+                    decode_workers=args.decode_workers, precision=args.precision,
+                    gpu_decode={"auto": "auto", "on": True, "off": False}[args.gpu_decode], engine=engine, progress=show)
     m = res.manifest
     totals = m["outputs"]["embed"]
     failed = {k[len("status_"):]: v for k, v in totals.items() if k.startswith("status_") and k != "status_success" and v}
@@ -450,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--decode-workers", type=int, help="image-decoding processes (default: 1 on CPU, cores-1 up to 16 on CUDA)")
     s.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                    help="auto: fp16 autocast on CUDA, fp32 on CPU")
+    s.add_argument("--gpu-decode", choices=("auto", "on", "off"), default="auto",
+                   help="decode JPEGs on the GPU (nvJPEG) when the device is CUDA (auto); on: the tensor path anywhere")
     _engine_args(s)
     s.add_argument("--json", action="store_true")
     s.add_argument("--progress", action="store_true", help="a progress bar (images/s) even when stderr is not a terminal")

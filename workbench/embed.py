@@ -116,6 +116,136 @@ def _batches(items: list[ImageItem], preprocess, batch_size: int, workers: int, 
     yield from loader
 
 
+# -- JPEG decoding on the device (nvJPEG through torchvision) ------------------------------------------
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def tensor_preprocess(preprocess):
+    """The encoder's PIL transforms (resize of the shorter side, centre crop, normalise) as tensor ops
+    on a decoded uint8 CHW image, wherever it lives; None for a pipeline of another shape."""
+    from torchvision import transforms as T
+
+    size = crop = mean = std = None
+    interpolation = T.InterpolationMode.BICUBIC
+    for t in getattr(preprocess, "transforms", []):
+        if isinstance(t, T.Resize):
+            size, interpolation = t.size, t.interpolation
+        elif isinstance(t, T.CenterCrop):
+            crop = t.size
+        elif isinstance(t, T.Normalize):
+            mean, std = t.mean, t.std
+        elif not type(t).__name__.startswith(("MaybeConvert", "MaybeToTensor", "ToTensor", "_convert", "function")):
+            return None  # e.g. ResizeKeepRatio: keep the PIL path
+    if size is None or crop is None or mean is None:
+        return None
+    import torch
+    from torchvision.transforms.v2 import functional as TF
+
+    def run(image):
+        x = TF.resize(image, size, interpolation=interpolation, antialias=True)
+        x = TF.center_crop(x, crop).float().div_(255)
+        m = torch.tensor(mean, device=x.device).view(-1, 1, 1)
+        sd = torch.tensor(std, device=x.device).view(-1, 1, 1)
+        return (x - m) / sd
+
+    return run
+
+
+class _Raw:
+    """A Dataset for device decoding: JPEG items come back as their bytes (decoded later, batched, on
+    the device); every other item is decoded and preprocessed here, as on the CPU path."""
+
+    def __init__(self, items: list[ImageItem], preprocess):
+        self.items, self.preprocess = items, preprocess
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        try:
+            data = read_image_bytes(self.items[i])
+        except WorkbenchError as exc:
+            return i, None, None, "missing", str(exc)
+        if data[:3] == JPEG_MAGIC:
+            return i, data, None, None, None
+        pixels, status, error, w, h = _decode_bytes(data, self.preprocess)
+        return i, None, (pixels, w, h), status, error
+
+
+def _decode_bytes(data: bytes, preprocess):
+    from .encoders import load_image
+
+    try:
+        image = load_image(data)
+    except WorkbenchError as exc:
+        return None, "not_an_image", exc.reason, None, None
+    try:
+        return preprocess(image), "success", None, image.width, image.height
+    except Exception as exc:  # noqa: BLE001
+        return None, "preprocess_error", f"{type(exc).__name__}: {exc}", image.width, image.height
+
+
+def _device_batches(items, preprocess, batch_size: int, workers: int, device: str, counts: dict):
+    """Batches like :func:`_batches`, JPEGs decoded together on `device` (a JPEG the device decoder
+    refuses is decoded again on the CPU, so its status is the CPU path's)."""
+    import warnings
+
+    import torch
+    from torch.utils.data import DataLoader
+
+    from torchvision.io import ImageReadMode
+    from torchvision.io import decode_jpeg as _decode_jpeg
+
+    def decode_jpeg(x, **kw):
+        with warnings.catch_warnings():  # torchvision 0.29 marks its codecs deprecated (for torchcodec)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return _decode_jpeg(x, **kw)
+
+    run = tensor_preprocess(preprocess)
+    loader = DataLoader(_Raw(items, preprocess), batch_size=batch_size, num_workers=workers,
+                        collate_fn=lambda b: b, prefetch_factor=4 if workers else None)
+    for batch in loader:
+        out: dict[int, tuple] = {}
+        jpegs = [(i, data) for i, data, _, _, _ in batch if data is not None]
+        decoded = []
+        if jpegs:
+            tensors = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for _, d in jpegs]
+            try:
+                decoded = decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device)
+            except RuntimeError:  # one bad JPEG fails the batch: decode them one by one
+                decoded = []
+                for t in tensors:
+                    try:
+                        decoded.append(decode_jpeg(t, mode=ImageReadMode.RGB, device=device))
+                    except RuntimeError:
+                        decoded.append(None)
+        for (i, data), img in zip(jpegs, decoded):
+            if img is None:
+                out[i] = _decode_bytes(data, preprocess)
+            else:
+                out[i] = (run(img), "success", None, int(img.shape[-1]), int(img.shape[-2]))
+                counts["device_decoded"] = counts.get("device_decoded", 0) + 1
+        for i, data, done, status, error in batch:
+            if data is None:
+                out[i] = (None, status, error, None, None) if done is None else (done[0], status, error, done[1], done[2])
+        order = [b[0] for b in batch]
+        ok = [i for i in order if out[i][0] is not None]
+        pixels = torch.stack([out[i][0].to(device) for i in ok]) if ok else None
+        yield pixels, ok, [(i, out[i][1], out[i][2], out[i][3], out[i][4]) for i in order]
+
+
+def device_decode_available(device: str) -> bool:
+    if not str(device).startswith("cuda"):
+        return False
+    try:
+        import torch
+        from torchvision.io import decode_jpeg
+
+        return bool(torch.cuda.is_available()) and decode_jpeg is not None
+    except ImportError:
+        return False
+
+
 # -- one part ---------------------------------------------------------------------------------------
 def _run_model(enc, fn, x, precision: str):
     import torch
@@ -157,7 +287,14 @@ def _write_part(tmp: Path, number: int, items: list[ImageItem], opts: dict) -> l
     height: list[int | None] = [None] * n
     cuda = enc.device.startswith("cuda")
     progress = opts.get("_progress")
-    for pixels, idx, info in _batches(items, enc.preprocess, opts["batch_size"], opts["decode_workers"], cuda):
+    gpu_decode = opts.get("gpu_decode", "auto")
+    on_device = (device_decode_available(enc.device) if gpu_decode == "auto" else bool(gpu_decode)) \
+        and tensor_preprocess(enc.preprocess) is not None
+    decoded: dict = {"device_decoded": 0}
+    batches = (_device_batches(items, enc.preprocess, opts["batch_size"], opts["decode_workers"], enc.device, decoded)
+               if on_device
+               else _batches(items, enc.preprocess, opts["batch_size"], opts["decode_workers"], cuda))
+    for pixels, idx, info in batches:
         for i, st, err, w, h in info:
             status[i], errors[i], width[i], height[i] = st, err, w, h
         if pixels is not None:
@@ -205,7 +342,7 @@ def _write_part(tmp: Path, number: int, items: list[ImageItem], opts: dict) -> l
             "error": pa.array([errors[i] for i in bad], pa.string()),
         }), tmp / rel)
         files.append({"path": rel, "rows": int(len(bad))})
-    stats = {"items": n, "embedded": int(ok.sum()), "written_rows": int(len(rows)), **counts}
+    stats = {"items": n, "embedded": int(ok.sum()), "written_rows": int(len(rows)), **counts, **decoded}
     files[0]["stats"] = stats  # a part always writes something: its shard, or its failures
     return files
 
@@ -246,11 +383,15 @@ def embed(
     captions: str | Path | None = None,
     decode_workers: int | None = None,
     precision: str = "auto",
+    gpu_decode="auto",
     engine=None,
     progress=False,
 ) -> EmbedResult:
     """Embed the images under `src` into LAION-layout shards in `dst` (new, empty, or an unfinished
-    run of the same plan, which is resumed)."""
+    run of the same plan, which is resumed).
+
+    `gpu_decode`: ``"auto"`` decodes JPEGs on the GPU (torchvision's nvJPEG) when the device is CUDA;
+    ``True`` forces the tensor decode path on the model's device (on a CPU too), ``False`` never."""
     from .engine import LocalEngine
 
     t0 = time.perf_counter()
@@ -270,7 +411,7 @@ def embed(
         "model": str(model), "pretrained": None if pretrained is None else str(pretrained),
         "device": enc.device if in_process else device,
         "batch_size": int(batch_size), "padding": int(padding), "keep_failed": bool(keep_failed),
-        "precision": precision,
+        "precision": precision, "gpu_decode": gpu_decode,
         "decode_workers": default_decode_workers(enc.device if in_process else device) if decode_workers is None
         else int(decode_workers),
         "threads": max(1, (os.cpu_count() or 1) // workers),
@@ -278,7 +419,7 @@ def embed(
     }
     plan = {"source": fingerprint(items), "items": len(items), "model": enc.identity,
             "rows_per_shard": int(rows_per_shard), "padding": int(padding), "keep_failed": bool(keep_failed),
-            "batch_size": int(batch_size), "precision": precision, "device": device}
+            "batch_size": int(batch_size), "precision": precision, "device": device, "gpu_decode": gpu_decode}
     digest, finished = begin_plan(dst, state, plan, "embedding run")
     if finished is not None:
         return EmbedResult(finished, {"parts": 0, "resumed": 0, "already_complete": True,
