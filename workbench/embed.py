@@ -141,11 +141,15 @@ def tensor_preprocess(preprocess):
     import torch
     from torchvision.transforms.v2 import functional as TF
 
+    stats: dict = {}  # device -> (mean, std): made once, not copied to the device per image
+
     def run(image):
         x = TF.resize(image, size, interpolation=interpolation, antialias=True)
         x = TF.center_crop(x, crop).float().div_(255)
-        m = torch.tensor(mean, device=x.device).view(-1, 1, 1)
-        sd = torch.tensor(std, device=x.device).view(-1, 1, 1)
+        if x.device not in stats:
+            stats[x.device] = (torch.tensor(mean, device=x.device).view(-1, 1, 1),
+                               torch.tensor(std, device=x.device).view(-1, 1, 1))
+        m, sd = stats[x.device]
         return (x - m) / sd
 
     return run
@@ -185,6 +189,10 @@ def _decode_bytes(data: bytes, preprocess):
         return None, "preprocess_error", f"{type(exc).__name__}: {exc}", image.width, image.height
 
 
+def _as_list(batch):  # a module-level collate function: picklable under spawn/forkserver workers
+    return batch
+
+
 def _device_batches(items, preprocess, batch_size: int, workers: int, device: str, counts: dict):
     """Batches like :func:`_batches`, JPEGs decoded together on `device` (a JPEG the device decoder
     refuses is decoded again on the CPU, so its status is the CPU path's)."""
@@ -203,7 +211,7 @@ def _device_batches(items, preprocess, batch_size: int, workers: int, device: st
 
     run = tensor_preprocess(preprocess)
     loader = DataLoader(_Raw(items, preprocess), batch_size=batch_size, num_workers=workers,
-                        collate_fn=lambda b: b, prefetch_factor=4 if workers else None)
+                        collate_fn=_as_list, prefetch_factor=4 if workers else None)
     for batch in loader:
         out: dict[int, tuple] = {}
         jpegs = [(i, data) for i, data, _, _, _ in batch if data is not None]

@@ -38,6 +38,8 @@ class ImageItem:
     member: str | None = None  # the image's member name in `path` when `path` is a tar (None: none there)
     tar: bool = False  # `path` is a webdataset tar
     meta: dict = field(default_factory=dict, compare=False, hash=False)
+    offset: int | None = field(default=None, compare=False)  # the member's data offset and size in the tar,
+    size: int | None = field(default=None, compare=False)    # found while listing (no second pass over the tar)
 
     @property
     def where(self) -> str:
@@ -183,6 +185,7 @@ def _from_tars(tars: list[Path], table: dict) -> list[ImageItem]:
     for tar in tars:
         samples: dict[str, dict[str, str]] = {}
         order: list[str] = []
+        where: dict[str, tuple[int, int]] = {}
         try:
             with tarfile.open(tar, "r:") as tf:
                 texts: dict[str, bytes] = {}
@@ -198,6 +201,7 @@ def _from_tars(tars: list[Path], table: dict) -> list[ImageItem]:
                         samples[key] = {}
                         order.append(key)
                     samples[key][ext] = m.name
+                    where[m.name] = (m.offset_data, m.size)
                     if ext in ("txt", "json"):
                         f = tf.extractfile(m)
                         texts[m.name] = f.read() if f is not None else b""
@@ -221,8 +225,9 @@ def _from_tars(tars: list[Path], table: dict) -> list[ImageItem]:
             if caption is None:
                 caption = table.get(key) or meta.get("json_caption")
             meta.pop("json_caption", None)
+            offset, size = where.get(image, (None, None)) if image else (None, None)
             items.append(ImageItem(key=key, caption=caption if caption is not None else "", path=str(tar), member=image,
-                                   tar=True, meta=meta))
+                                   tar=True, meta=meta, offset=offset, size=size))
     return items
 
 
@@ -234,12 +239,18 @@ def read_image_bytes(item: ImageItem) -> bytes:
     if item.tar:
         from .images import tar_index
 
-        entry = tar_index(item.path).get(item.member)
+        entry = (item.offset, item.size) if item.offset is not None else tar_index(item.path).get(item.member)
         if entry is None:
             raise WorkbenchError(f"no member {item.member}", item.path)
-        with open(item.path, "rb") as f:
-            f.seek(entry[0])
-            return f.read(entry[1])
+        try:
+            with open(item.path, "rb") as f:
+                f.seek(entry[0])
+                data = f.read(entry[1])
+        except OSError as exc:
+            raise WorkbenchError(f"cannot read the tar ({exc.strerror})", item.path) from None
+        if len(data) != entry[1]:
+            raise WorkbenchError(f"member {item.member} is cut short (the tar changed since it was listed?)", item.path)
+        return data
     try:
         return Path(item.path).read_bytes()
     except FileNotFoundError:
