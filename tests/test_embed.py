@@ -173,3 +173,20 @@ def test_tensor_decode_path_matches_the_pil_path(tiny_clip, tmp_path):
     assert {**pil_counts, "device_decoded": 4} == ten_counts
     failed = pl.read_parquet(tmp_path / "tensor" / "failed" / "failed_0.parquet")
     assert sorted(failed["key"].to_list()) == ["not-an-image", "zz_truncated"]
+
+
+def test_text_tower_trims_padding_with_the_same_output(tiny_clip):
+    from workbench.embed import _TextTower
+
+    enc = load_encoder(tiny_clip.cfg, tiny_clip.ckpt, device="cpu")
+    tower = _TextTower(enc)
+    assert tower.ok
+    first = enc.tokenizer(["a cat", "a black cat sleeping on a chair"])
+    tower(first, "auto")  # the first batch is checked against the full encode_text
+    assert tower.ok and tower.checked
+    tokens = enc.tokenizer(["a dog", "boats", "a very long caption " * 10])
+    trimmed = tower._trimmed(tokens)
+    assert int(tokens.argmax(dim=-1).max()) + 1 == 16  # the long caption fills the context here
+    short = enc.tokenizer(["a dog", "boats"])
+    assert np.allclose(tower(short, "auto"), enc.encode_text(["a dog", "boats"]), atol=1e-5)
+    assert trimmed.shape == (3, 32)

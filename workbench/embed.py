@@ -274,6 +274,53 @@ def _run_model(enc, fn, x, precision: str):
         return F.normalize(y.float(), dim=-1).cpu().numpy()
 
 
+class _TextTower:
+    """``encode_text`` on the tokens up to the batch's longest caption instead of the full context.
+
+    CLIP's text transformer is causal and pools at the end-of-text token, so the padding after the
+    longest caption never reaches a position that is read: the output is the same, for a fraction
+    of the work (captions average ~15 of 77 tokens). Used only for open_clip's ``CLIP`` with argmax
+    pooling, and checked against the full ``encode_text`` on the first batch; any difference and the
+    full path is used for the rest of the run."""
+
+    def __init__(self, enc):
+        model = enc.model
+        self.enc = enc
+        self.ok = (type(model).__name__ == "CLIP" and getattr(model, "text_pool_type", None) == "argmax"
+                   and getattr(model, "attn_mask", None) is not None and not getattr(model, "text_eos_id", None))
+        self.checked = False
+
+    def _trimmed(self, text):
+        from open_clip.transformer import text_global_pool
+
+        m = self.enc.model
+        n = int(text.argmax(dim=-1).max()) + 1
+        t = text[:, :n]
+        cast = m.transformer.get_cast_dtype()
+        x = m.token_embedding(t).to(cast) + m.positional_embedding[:n].to(cast)
+        x = m.transformer(x, attn_mask=m.attn_mask[:n, :n])
+        x = text_global_pool(m.ln_final(x), t, "argmax")
+        proj = m.text_projection
+        if proj is not None:
+            x = proj(x) if callable(proj) and not hasattr(proj, "shape") else x @ proj
+        return x
+
+    def __call__(self, tokens, precision: str) -> np.ndarray:
+        if not self.ok:
+            return _run_model(self.enc, self.enc.model.encode_text, tokens, precision)
+        if not self.checked:
+            self.checked = True
+            full = _run_model(self.enc, self.enc.model.encode_text, tokens, precision)
+            try:
+                fast = _run_model(self.enc, self._trimmed, tokens, precision)
+            except Exception:  # noqa: BLE001 - a model of another shape: the full path it is
+                self.ok = False
+                return full
+            self.ok = bool(np.allclose(full, fast, atol=1e-3))
+            return full
+        return _run_model(self.enc, self._trimmed, tokens, precision)
+
+
 def embed_part(task: tuple) -> dict:
     """Embed one part's items and write its shard (an engine task; see the module docstring)."""
     dst, number, items, opts = task
@@ -314,9 +361,12 @@ def _write_part(tmp: Path, number: int, items: list[ImageItem], opts: dict) -> l
     rows = np.nonzero(keep)[0]
     captions = [items[i].caption or "" for i in rows]
     txt16 = np.zeros((len(rows), dim), np.float16)
-    for a in range(0, len(rows), opts["batch_size"] * 4):
-        tokens = enc.tokenizer(captions[a:a + opts["batch_size"] * 4])
-        txt16[a:a + len(tokens)] = _run_model(enc, enc.model.encode_text, tokens, opts["precision"])
+    text_tower = _TextTower(enc)
+    order = np.argsort([len(c) for c in captions], kind="stable")  # similar lengths together: less padding
+    for a in range(0, len(rows), opts["batch_size"]):
+        pick = order[a:a + opts["batch_size"]]
+        tokens = enc.tokenizer([captions[i] for i in pick])
+        txt16[pick] = text_tower(tokens, opts["precision"])
     img16 = img[rows] if len(rows) < n else img
     # similarity of the rows as stored (fp16), as a reader of the shards would compute it
     dots = np.empty(len(rows), np.float32)
