@@ -287,7 +287,7 @@ class _TextTower:
         model = enc.model
         self.enc = enc
         self.ok = (type(model).__name__ == "CLIP" and getattr(model, "text_pool_type", None) == "argmax"
-                   and getattr(model, "attn_mask", None) is not None and not getattr(model, "text_eos_id", None))
+                   and getattr(model, "attn_mask", None) is not None)
         self.checked = False
 
     def _trimmed(self, text):
