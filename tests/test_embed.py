@@ -190,3 +190,17 @@ def test_text_tower_trims_padding_with_the_same_output(tiny_clip):
     short = enc.tokenizer(["a dog", "boats"])
     assert np.allclose(tower(short, "auto"), enc.encode_text(["a dog", "boats"]), atol=1e-5)
     assert trimmed.shape == (3, 32)
+
+
+def test_embed_on_a_ray_cluster(ray_head, tiny_clip, tmp_path):
+    from workbench.engine import RayEngine
+
+    kw = {"device": "cpu", "rows_per_shard": 12, "batch_size": 6}
+    embed(RCLIP, tmp_path / "local", str(tiny_clip.cfg), str(tiny_clip.ckpt), **kw)
+    with RayEngine(address=ray_head) as engine:
+        res = embed(RCLIP, tmp_path / "ray", str(tiny_clip.cfg), str(tiny_clip.ckpt), engine=engine, **kw)
+    assert res.run["parts"] == 2 and verify(tmp_path / "ray").ok
+    a, b = workbench.open_collection(tmp_path / "local"), workbench.open_collection(tmp_path / "ray")
+    assert a.metadata.collect().drop("similarity").equals(b.metadata.collect().drop("similarity"))
+    for i in range(len(a.shards)):
+        assert np.allclose(np.asarray(a.embeddings(i), np.float32), np.asarray(b.embeddings(i), np.float32), atol=1e-3)
