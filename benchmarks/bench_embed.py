@@ -15,8 +15,9 @@ Measured in the same run, per model:
 - baseline, the model alone: pre-decoded, pre-processed tensors of the same images, the same
   batch size, ``torch.inference_mode``, ``encode_image`` + L2 normalise (CPU: fp32, torch threads
   = all cores, as ``embed`` uses in-process; CUDA: bf16 autocast on device-resident tensors, as
-  ``embed(precision="bf16")`` runs it); ``encode_text`` of the captions (batches of 4 x the batch,
-  as ``embed`` does) apart, because ``embed`` encodes every caption too;
+  ``embed(precision="bf16")`` runs it); open_clip's full ``encode_text`` of the captions (77
+  tokens, batches of 4 x the batch) apart, because ``embed`` encodes every caption too (``embed``
+  itself runs the text tower only up to each batch's longest caption: less work, same output);
 - ``embed()`` end to end (its own ``run["images_per_s"]``: decode + model + captions + writing,
   model loading and tar listing excluded; the call's wall time printed beside it). CPU: with
   ``decode_workers=1`` (the default on 2 cores: one decoding process beside the model's threads)
