@@ -396,3 +396,33 @@ def test_apply_formats_and_workers(tmp_path):
     rc, out, _ = run("apply", tmp_path / "all.yaml", src, tmp_path / "o", "--format", "laion,webdataset",
                      "--format", "img2dataset", "--samples-per-tar", "4", "--json")
     assert rc == 0 and json.loads(out)["already_complete"]
+
+
+def test_sample_verb(demo_world, tmp_path):
+    import polars as pl
+
+    rc, out, err = run("sample", demo_world, "--by", "similarity", "--method", "soft-cap", "--n", 9000,
+                       "--penalty", 0.25, "--seed", 3, "--out", tmp_path / "s.parquet", "--json")
+    assert rc == 0, err
+    res = json.loads(out)
+    got = pl.read_parquet(tmp_path / "s.parquet")
+    assert got.columns == ["row", "count"] and got["count"].sum() == 9000 == res["n"]
+    assert got["row"].is_sorted() and res["max_count"] > 1 and res["distinct"] == got.height
+    rc, _, _ = run("sample", demo_world, "--by", "similarity", "--method", "soft-cap", "--n", 9000,
+                   "--penalty", 0.25, "--seed", 3, "--out", tmp_path / "s2.parquet")
+    assert rc == 0 and pl.read_parquet(tmp_path / "s2.parquet").equals(got)  # seeded: the same multiset
+    rc, out, err = run("sample", demo_world, "--by", "punsafe", "--method", "hard-cap", "--n", 100, "--cap", 2,
+                       "--out", tmp_path / "h.parquet", "--json")
+    assert rc == 0 and json.loads(out)["max_count"] <= 2, err
+    rc, out, err = run("sample", demo_world, "--by", "similarity", "--method", "top", "--n", 10,
+                       "--out", tmp_path / "t.parquet", "--json")
+    top = pl.read_parquet(tmp_path / "t.parquet")
+    import workbench
+
+    sim = workbench.open_collection(demo_world).metadata.select("row", "similarity").collect()
+    assert rc == 0 and top["count"].to_list() == [1] * 10
+    assert sim.filter(pl.col("row").is_in(top["row"].implode()))["similarity"].min() >= sim.sort("similarity")["similarity"][-10]
+    rc, _, err = run("sample", demo_world, "--by", "caption", "--method", "top", "--n", 1, "--out", tmp_path / "x.parquet")
+    assert rc == 2 and "not a number" in err
+    rc, _, err = run("sample", demo_world, "--by", "nope", "--method", "top", "--n", 1, "--out", tmp_path / "x.parquet")
+    assert rc == 2 and "no column 'nope'" in err

@@ -246,6 +246,53 @@ def _cmd_embed(args) -> int:
     return EXIT_OK
 
 
+def _cmd_sample(args) -> int:
+    from pathlib import Path
+
+    import numpy as np
+    import polars as pl
+
+    from .sampling import sample
+
+    c = _open(args)
+    lf = c.metadata
+    if args.scores:
+        try:
+            extra = pl.scan_parquet(args.scores)
+            names = extra.collect_schema().names()
+        except Exception as exc:  # noqa: BLE001 - polars' errors for a missing or damaged file
+            raise WorkbenchError(f"cannot read the scores file ({str(exc).splitlines()[0]})", args.scores) from None
+        if "row" not in names:
+            raise WorkbenchError("a scores file needs a row column (as `workbench score --out` writes)", args.scores)
+        lf = lf.join(extra, on="row", how="left")
+    have = lf.collect_schema().names()
+    if args.by not in have:
+        raise WorkbenchError(f"no column {args.by!r} to sample by (columns: {', '.join(sorted(have))})", c.path)
+    col = lf.select(pl.col(args.by)).collect()[args.by]
+    if not col.dtype.is_numeric():
+        raise WorkbenchError(f"column {args.by!r} is {col.dtype}, not a number", c.path)
+    scores = col.cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    counts = sample(scores, args.method, args.n, penalty=args.penalty, cap=args.cap, seed=args.seed, batch=args.batch)
+    rows = np.nonzero(counts)[0]
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".partial")
+    pl.DataFrame({"row": rows.astype(np.int64), "count": counts[rows].astype(np.int64)}).write_parquet(tmp)
+    tmp.replace(out)
+    res = {"source": str(c.path), "by": args.by, "method": args.method, "n": int(counts.sum()), "rows": len(c),
+           "scored_rows": int(np.isfinite(scores).sum()), "distinct": int(len(rows)),
+           "max_count": int(counts.max(initial=0)), "seed": args.seed, "out": str(out)}
+    if args.method == "soft-cap":
+        res["penalty"] = args.penalty
+    if args.method == "hard-cap":
+        res["cap"] = args.cap
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"{args.method}: {res['n']:,} picks of {res['distinct']:,} distinct rows (of {len(c):,}; "
+              f"most picked {res['max_count']} times) by {args.by} -> {out}")
+    return EXIT_OK
+
+
 def _cmd_score(args) -> int:
     from .recipe import head_column
     from .scorers import HeadScorer, Laion400mScorer, LanguageScorer, PromptScorer, SafetyScorer, SimilarityScorer
@@ -458,6 +505,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--progress", action="store_true", help="a progress bar (images/s) even when stderr is not a terminal")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_cmd_embed)
+
+    s = sub.add_parser("sample", help="sample rows by a score: top, Soft Cap or Hard Cap Sampling -> row, count parquet")
+    s.add_argument("path", help="the collection")
+    s.add_argument("--by", required=True, help="the score column (metadata, or from --scores)")
+    s.add_argument("--method", required=True, choices=("top", "soft-cap", "hard-cap"))
+    s.add_argument("--n", type=int, required=True, help="picks in all (the counts sum to N)")
+    s.add_argument("--penalty", type=float, default=0.15, help="soft-cap: repetition penalty (0.15)")
+    s.add_argument("--cap", type=int, default=15, help="hard-cap: most picks of one row (15)")
+    s.add_argument("--batch", type=int, default=100_000, help="soft-cap: rows drawn per batch (100,000)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--scores", help="a parquet with row + score columns (e.g. from workbench score --out)")
+    s.add_argument("--model", help="DataComp pools: b32 or l14")
+    s.add_argument("--out", required=True, help="the parquet to write: row, count")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_sample)
 
     s = sub.add_parser("score", help="compute score columns over all rows (cached beside the collection) and summarise them")
     s.add_argument("path")
