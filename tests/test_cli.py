@@ -426,3 +426,27 @@ def test_sample_verb(demo_world, tmp_path):
     assert rc == 2 and "not a number" in err
     rc, _, err = run("sample", demo_world, "--by", "nope", "--method", "top", "--n", 1, "--out", tmp_path / "x.parquet")
     assert rc == 2 and "no column 'nope'" in err
+
+
+def test_pairs_verb(demo_world, tmp_path):
+    import polars as pl
+
+    import workbench
+
+    meta = workbench.open_collection(demo_world).metadata.select("key", "caption").collect()
+    recs = []
+    for r in range(0, 200, 10):
+        for w in (r, r + 1, r + 2):
+            recs.append({"image": meta["key"][r], "prompt": "what is shown?", "candidate": meta["caption"][w]})
+    pl.DataFrame(recs).write_parquet(tmp_path / "cands.parquet")
+    rc, out, err = run("pairs", demo_world, tmp_path / "cands.parquet", "--out", tmp_path / "p", "--min-margin", 1,
+                       "--max-length", 200, "--json")
+    assert rc == 0, err
+    res = json.loads(out)
+    assert res["candidates"] == 60 and res["pairs"] > 0 and res["rules"]["min_margin"] == 1
+    lines = (tmp_path / "p" / "pairs.jsonl").read_text().splitlines()
+    assert len(lines) == res["pairs"] and json.loads(lines[0])["prompt"] == "what is shown?"
+    rc, _, err = run("pairs", demo_world, tmp_path / "cands.parquet", "--out", tmp_path / "q", "--min-margin", 0)
+    assert rc == 2 and "ties never" in err
+    rc, _, err = run("pairs", demo_world, tmp_path / "nope.parquet", "--out", tmp_path / "q")
+    assert rc == 2 and "nope.parquet" in err

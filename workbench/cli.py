@@ -293,6 +293,39 @@ def _cmd_sample(args) -> int:
     return EXIT_OK
 
 
+def _cmd_pairs(args) -> int:
+    import polars as pl
+
+    from .preference import PairRules, make_pairs, write_pairs
+
+    c = _open(args)
+    try:
+        cands = pl.read_parquet(args.candidates)
+    except Exception as exc:  # noqa: BLE001 - polars' errors for a missing or damaged file
+        raise WorkbenchError(f"cannot read the candidates ({str(exc).splitlines()[0]})", args.candidates) from None
+    rules = PairRules(min_score=args.min_score, max_length=args.max_length, text_prompt=args.text_prompt,
+                      text_max=args.text_max, min_margin=args.min_margin,
+                      max_length_ratio=None if args.max_length_ratio <= 0 else args.max_length_ratio)
+    rules.check()  # before a model is loaded
+    enc = None
+    if "embedding" not in cands.columns or args.text_prompt:  # the text tower: --model, else the collection's own
+        from .prompts import text_encoder
+
+        enc = _encoder(args, c) or text_encoder(c, device=args.device)
+    res = make_pairs(c, cands, rules, encoder=enc)
+    files = write_pairs(res, args.out)
+    out = {**{k: v for k, v in res.counts.items() if k != "rules"}, "rules": res.counts["rules"], "files": files}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{res.counts['pairs']:,} pairs from {res.counts['candidates']:,} candidates of {res.counts['images']:,} images")
+        for k, v in res.counts.items():
+            if "dropped" in k or k == "images_with_text":
+                print(f"  {k}: {v:,}")
+        print(f"wrote {files['pairs']} and {files['jsonl']}")
+    return EXIT_OK
+
+
 def _cmd_score(args) -> int:
     from .recipe import head_column
     from .scorers import HeadScorer, Laion400mScorer, LanguageScorer, PromptScorer, SafetyScorer, SimilarityScorer
@@ -520,6 +553,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="the parquet to write: row, count")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_sample)
+
+    s = sub.add_parser("pairs", help="CLIP-DPO preference pairs: rank candidate captions per image by CLIP score")
+    s.add_argument("path", help="the collection holding the images' embeddings")
+    s.add_argument("candidates", help="a parquet: image (key or row id), prompt, candidate [, embedding]")
+    s.add_argument("--out", required=True, help="folder for pairs.parquet, pairs.jsonl, candidates.parquet, counts.json")
+    s.add_argument("--min-score", type=float, help="drop candidates below this score (100 x cosine)")
+    s.add_argument("--max-length", type=int, help="drop candidates longer than this (characters)")
+    s.add_argument("--text-prompt", help="a prompt that finds images containing text, e.g. 'an image with text'")
+    s.add_argument("--text-max", type=float, help="drop images whose --text-prompt score is above this")
+    s.add_argument("--min-margin", type=float, default=2.0, help="least score gap between chosen and rejected (2.0)")
+    s.add_argument("--max-length-ratio", type=float, default=2.0, help="longer / shorter text at most (2.0; 0: off)")
+    s.add_argument("--json", action="store_true")
+    _model_args(s)
+    s.set_defaults(func=_cmd_pairs)
 
     s = sub.add_parser("score", help="compute score columns over all rows (cached beside the collection) and summarise them")
     s.add_argument("path")
