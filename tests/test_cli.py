@@ -450,3 +450,15 @@ def test_pairs_verb(demo_world, tmp_path):
     assert rc == 2 and "ties never" in err
     rc, _, err = run("pairs", demo_world, tmp_path / "nope.parquet", "--out", tmp_path / "q")
     assert rc == 2 and "nope.parquet" in err
+
+
+def test_audit_verb(demo_world):
+    rc, out, err = run("audit", demo_world, "--term", "woman", "--term", "cat", "--query", "nude", "-k", 20, "--json")
+    assert rc == 0, err
+    res = json.loads(out)
+    assert [t["term"] for t in res["terms"]] == ["woman", "cat"] and res["terms"][0]["rows"] > 0
+    assert "tag_NSFW" in res["terms"][0] and "unsafe_share" in res["queries"][0] and res["queries"][0]["k"] == 20
+    rc, out, err = run("audit", demo_world, "--term", "woman")
+    assert rc == 0 and "'woman':" in out and "not labels" in out
+    rc, _, err = run("audit", demo_world)
+    assert rc == 2 and "--term" in err

@@ -326,6 +326,40 @@ def _cmd_pairs(args) -> int:
     return EXIT_OK
 
 
+def _cmd_audit(args) -> int:
+    from .audit import keyword_table, query_unsafe
+
+    c = _open(args)
+    if not args.term and not args.query:
+        raise WorkbenchError("give --term (caption keyword table) and/or --query (top-k unsafe share)")
+    out = {"source": str(c.path)}
+    unsafe = args.unsafe_column
+    if unsafe is None and "punsafe" in c.metadata.collect_schema().names():
+        unsafe = "punsafe"
+    if args.term:
+        out["terms"] = keyword_table(c, args.term, unsafe_column=unsafe, unsafe_threshold=args.unsafe_threshold).to_dicts()
+    if args.query:
+        from .prompts import text_encoder
+
+        enc = _encoder(args, c) or text_encoder(c, device=args.device)
+        out["queries"] = query_unsafe(c, args.query, enc, k=args.k, unsafe_column=unsafe,
+                                      unsafe_threshold=args.unsafe_threshold).to_dicts()
+    if args.json:
+        print(json.dumps(out))
+        return EXIT_OK
+    for r in out.get("terms", []):
+        share = "-" if r["explicit_share"] is None else f"{100 * r['explicit_share']:.2f}%"
+        tags = ", ".join(f"{g} {r[f'tag_{g}']:,}" for g in ("UNLIKELY", "UNSURE", "NSFW") if f"tag_{g}" in r)
+        print(f"{r['term']!r}: {r['rows']:,} rows, {r['explicit']:,} with an explicit keyword ({share})"
+              + (f"; their NSFW tags: {tags}" if tags else "")
+              + (f"; {r['unsafe']:,} with {unsafe} >= {args.unsafe_threshold}" if "unsafe" in r else ""))
+    for r in out.get("queries", []):
+        parts = [f"{k.replace('_share', '')} {100 * v:.0f}%" for k, v in r.items() if k.endswith("_share") and v is not None]
+        print(f"top {r['k']} of {r['query']!r}: " + ", ".join(parts))
+    print("keyword hits and scores are leads to look at, not labels")
+    return EXIT_OK
+
+
 def _cmd_score(args) -> int:
     from .recipe import head_column
     from .scorers import HeadScorer, Laion400mScorer, LanguageScorer, PromptScorer, SafetyScorer, SimilarityScorer
@@ -567,6 +601,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     _model_args(s)
     s.set_defaults(func=_cmd_pairs)
+
+    s = sub.add_parser("audit", help="the LAION-400M audit: caption terms vs explicit keywords and NSFW tags; unsafe share of a query's top-k")
+    s.add_argument("path", help="the collection")
+    s.add_argument("--term", action="append", help="a caption term (repeatable), e.g. desi")
+    s.add_argument("--query", action="append", help="a text query (repeatable), e.g. 'beautiful'")
+    s.add_argument("-k", "--k", type=int, default=100, help="top-k per query (100)")
+    s.add_argument("--unsafe-column", help="a score column for 'unsafe' (default: punsafe when present)")
+    s.add_argument("--unsafe-threshold", type=float, default=0.5)
+    s.add_argument("--json", action="store_true")
+    _model_args(s)
+    s.set_defaults(func=_cmd_audit)
 
     s = sub.add_parser("score", help="compute score columns over all rows (cached beside the collection) and summarise them")
     s.add_argument("path")
