@@ -462,3 +462,23 @@ def test_audit_verb(demo_world):
     assert rc == 0 and "'woman':" in out and "not labels" in out
     rc, _, err = run("audit", demo_world)
     assert rc == 2 and "--term" in err
+
+
+def test_mix_verb(demo_world, tmp_path):
+    import polars as pl
+
+    from workbench.demo import load_ground_truth
+
+    truth = load_ground_truth(demo_world)
+    pl.DataFrame({"row": truth["row"][:500], "label": (~truth["is_unsafe"].cast(pl.Boolean))[:500].cast(pl.Int8)}) \
+        .write_parquet(tmp_path / "labels.parquet")
+    rc, out, err = run("mix", demo_world, "--column", "similarity,punsafe", "--labels", tmp_path / "labels.parquet",
+                       "--out", tmp_path / "mix.parquet", "--json")
+    assert rc == 0, err
+    res = json.loads(out)
+    assert res["weights"]["punsafe"] < 0 and res["cv"]["auc_mean"] > 0.7
+    mixed = pl.read_parquet(tmp_path / "mix.parquet")
+    assert mixed.columns == ["row", "mix"] and mixed.height == 6000
+    rc, out, err = run("sample", demo_world, "--by", "mix", "--scores", tmp_path / "mix.parquet", "--method", "top",
+                       "--n", 100, "--out", tmp_path / "top.parquet", "--json")
+    assert rc == 0 and json.loads(out)["n"] == 100, err

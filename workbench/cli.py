@@ -360,6 +360,49 @@ def _cmd_audit(args) -> int:
     return EXIT_OK
 
 
+def _cmd_mix(args) -> int:
+    from pathlib import Path
+
+    import polars as pl
+
+    from .mixing import learn_mix
+
+    c = _open(args)
+    columns = [x.strip() for v in args.column for x in v.split(",") if x.strip()]
+    lf = c.metadata
+    if args.scores:
+        try:
+            lf = lf.join(pl.scan_parquet(args.scores), on="row", how="left")
+            lf.collect_schema()
+        except Exception as exc:  # noqa: BLE001 - polars' errors for a missing or damaged file
+            raise WorkbenchError(f"cannot read the scores file ({str(exc).splitlines()[0]})", args.scores) from None
+    have = lf.collect_schema().names()
+    missing = [x for x in columns if x not in have]
+    if missing:
+        raise WorkbenchError(f"no column(s) {missing} (columns: {', '.join(sorted(have))})", c.path)
+    try:
+        labels = pl.read_parquet(args.labels)
+    except Exception as exc:  # noqa: BLE001
+        raise WorkbenchError(f"cannot read the labels ({str(exc).splitlines()[0]})", args.labels) from None
+    frame = lf.select(["row"] + columns).collect()
+    mix = learn_mix(frame, labels, columns, seed=args.seed)
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".partial")
+    pl.DataFrame({"row": frame["row"], args.name: mix.score(frame)}).write_parquet(tmp)
+    tmp.replace(out)
+    res = {"source": str(c.path), "column": args.name, "out": str(out), **mix.describe()}
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"{args.name} = " + " ".join(f"{w:+.3f} x z({col})" for col, w in res["weights"].items()) + f" {mix.bias:+.3f}")
+        cv = mix.cv
+        if "auc_mean" in cv:
+            print(f"  cross-validated AUC {cv['auc_mean']:.3f} +- {cv['auc_std']:.3f} ({cv['folds']} folds, "
+                  f"{cv['labelled']:,} labelled rows, {cv['positives']:,} positive)")
+        print(f"  z(c) = (c - mean) / sd over the labelled rows; wrote row, {args.name} to {out}")
+    return EXIT_OK
+
+
 def _cmd_score(args) -> int:
     from .recipe import head_column
     from .scorers import HeadScorer, Laion400mScorer, LanguageScorer, PromptScorer, SafetyScorer, SimilarityScorer
@@ -612,6 +655,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     _model_args(s)
     s.set_defaults(func=_cmd_audit)
+
+    s = sub.add_parser("mix", help="learn one score as a weighted mix of score columns from labelled rows (M-FLYT-style)")
+    s.add_argument("path", help="the collection")
+    s.add_argument("--column", action="append", required=True, help="a score column to mix (repeatable or comma-separated)")
+    s.add_argument("--labels", required=True, help="a parquet: row, label (1 good / 0 bad)")
+    s.add_argument("--scores", help="a parquet with row + score columns (e.g. from workbench score --out)")
+    s.add_argument("--name", default="mix", help="the new column's name (mix)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--model", help="DataComp pools: b32 or l14")
+    s.add_argument("--out", required=True, help="the parquet to write: row + the new column")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_mix)
 
     s = sub.add_parser("score", help="compute score columns over all rows (cached beside the collection) and summarise them")
     s.add_argument("path")

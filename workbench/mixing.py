@@ -1,0 +1,81 @@
+"""Score mixing (M-FLYT-style): learn one score as a linear combination of K score columns.
+
+    mix = learn_mix(frame, labels, ["similarity", "aesthetic", "punsafe"])
+    mix.weights            # per column, in standard deviations of that column
+    scores = mix.score(frame)
+
+M-FLYT trains its mixing layer with the FLYT objective (a downstream zero-shot loss through a
+reference CLIP's update), which needs training runs. Here the layer is learned from the
+curator's labels: a logistic regression on the standardised columns (rows missing a value are
+left out of training and get NaN), with stratified cross-validated AUC so the curator sees
+whether the mix generalises. The weights are shown per standard deviation, so their sizes compare.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from .errors import WorkbenchError
+
+
+@dataclass
+class Mix:
+    columns: list[str]
+    weights: np.ndarray  # per standardised column
+    bias: float
+    means: np.ndarray
+    stds: np.ndarray
+    cv: dict = field(default_factory=dict)  # folds, auc_mean, auc_std, labelled, positives
+
+    def score(self, frame: pl.DataFrame) -> np.ndarray:
+        x = _matrix(frame, self.columns)
+        z = (x - self.means) / self.stds
+        return z @ self.weights + self.bias
+
+    def describe(self) -> dict:
+        return {"columns": self.columns, "weights": {c: float(w) for c, w in zip(self.columns, self.weights)},
+                "bias": self.bias, "means": self.means.tolist(), "stds": self.stds.tolist(), "cv": self.cv}
+
+
+def _matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise WorkbenchError(f"no column(s) {missing} to mix (have: {', '.join(frame.columns)})")
+    for c in columns:
+        if not frame.schema[c].is_numeric():
+            raise WorkbenchError(f"column {c!r} is {frame.schema[c]}, not a number")
+    return frame.select([pl.col(c).cast(pl.Float64).fill_null(float("nan")) for c in columns]).to_numpy()
+
+
+def learn_mix(frame: pl.DataFrame, labels: pl.DataFrame, columns: list[str], folds: int = 5, seed: int = 0) -> Mix:
+    """`frame`: ``row`` + the score columns; `labels`: ``row`` + ``label`` (1 good / 0 bad, or bool)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    if len(columns) < 1:
+        raise WorkbenchError("give at least one column to mix")
+    if not {"row", "label"} <= set(labels.columns):
+        raise WorkbenchError(f"labels need columns row and label (have: {', '.join(labels.columns)})")
+    lab = labels.select(pl.col("row").cast(pl.Int64), pl.col("label").cast(pl.Int8))
+    data = frame.join(lab, on="row", how="inner")
+    x = _matrix(data, columns)
+    y = data["label"].to_numpy()
+    ok = np.all(np.isfinite(x), axis=1)
+    x, y = x[ok], y[ok]
+    if len(np.unique(y)) < 2:
+        raise WorkbenchError("the labels need both kinds (some 1 and some 0) among rows with every score")
+    means = x.mean(axis=0)
+    stds = x.std(axis=0)
+    stds[stds == 0] = 1.0
+    z = (x - means) / stds
+    model = LogisticRegression(max_iter=1000)
+    k = int(min(folds, np.bincount(y).min()))
+    cv = {"labelled": int(len(y)), "positives": int(y.sum())}
+    if k >= 2:
+        auc = cross_val_score(LogisticRegression(max_iter=1000), z, y, scoring="roc_auc",
+                              cv=StratifiedKFold(k, shuffle=True, random_state=seed))
+        cv.update(folds=k, auc_mean=float(auc.mean()), auc_std=float(auc.std()))
+    model.fit(z, y)
+    return Mix(list(columns), model.coef_[0].astype(np.float64), float(model.intercept_[0]), means, stds, cv)
