@@ -482,3 +482,23 @@ def test_mix_verb(demo_world, tmp_path):
     rc, out, err = run("sample", demo_world, "--by", "mix", "--scores", tmp_path / "mix.parquet", "--method", "top",
                        "--n", 100, "--out", tmp_path / "top.parquet", "--json")
     assert rc == 0 and json.loads(out)["n"] == 100, err
+
+
+def test_export_verb_writes_a_sample(demo_world, tmp_path):
+    import polars as pl
+
+    rc, out, err = run("sample", demo_world, "--by", "similarity", "--method", "hard-cap", "--n", 500, "--cap", 3,
+                       "--out", tmp_path / "picks.parquet")
+    assert rc == 0, err
+    rc, out, err = run("export", demo_world, tmp_path / "sub", "--rows", tmp_path / "picks.parquet", "--json")
+    assert rc == 0, err
+    res = json.loads(out)
+    picks = pl.read_parquet(tmp_path / "picks.parquet")
+    assert res["written_rows"] == 500 and res["distinct_rows"] == picks.height
+    assert run("verify", tmp_path / "sub")[0] == 0
+    picks.select("row").write_parquet(tmp_path / "plain.parquet")
+    rc, out, err = run("export", demo_world, tmp_path / "sub2", "--rows", tmp_path / "plain.parquet", "--json")
+    assert rc == 0 and json.loads(out)["written_rows"] == picks.height, err
+    pl.DataFrame({"row": [10**9]}).write_parquet(tmp_path / "bad.parquet")
+    rc, _, err = run("export", demo_world, tmp_path / "sub3", "--rows", tmp_path / "bad.parquet")
+    assert rc == 2 and "not in the collection" in err

@@ -236,3 +236,23 @@ def test_manifest_records_the_source_files(tmp_path):
     assert {e["path"] for e in files[1]["files"]} == {"img_emb/img_emb_1.npy", "text_emb/text_emb_1.npy",
                                                      "metadata/metadata_1.parquet"}
     assert all(e["bytes"] > 0 for f in files for e in f["files"])
+
+
+def test_counts_repeat_rows_in_source_order(tmp_path):
+    src = workbench.open_collection(make_embeddings(tmp_path / "src", rows=(5, 7)))
+    counts = np.zeros(len(src), np.int64)
+    counts[[1, 6, 11]] = [3, 1, 2]
+    m = export(src, tmp_path / "out", counts=counts, rows_per_shard=4, formats=("laion", "img2dataset")).manifest
+    assert m["rows"] == 6 and m["parameters"]["distinct_rows"] == 3
+    out = workbench.open_collection(tmp_path / "out")
+    want = [1, 1, 1, 6, 11, 11]
+    got = np.concatenate([np.asarray(out.embeddings(i)) for i in range(len(out.shards))])
+    assert got.tobytes() == src.take_embeddings(want, normalize=False).tobytes()
+    assert pq.read_table(tmp_path / "out" / "img2dataset").column("row").to_pylist() == want
+    with pytest.raises(WriteError, match="negative"):
+        export(src, tmp_path / "neg", counts=-counts)
+    dc = workbench.open_collection(make_datacomp(tmp_path / "dc", rows=(4, 6)))
+    c2 = np.zeros(len(dc), np.int64)
+    c2[[2, 7]] = [4, 2]
+    export(dc, tmp_path / "dco", counts=c2, formats=("datacomp",))
+    assert len(np.load(tmp_path / "dco" / "datacomp" / "uids.npy")) == 2  # a uid subset is a set

@@ -403,6 +403,49 @@ def _cmd_mix(args) -> int:
     return EXIT_OK
 
 
+def _cmd_export(args) -> int:
+    from pathlib import Path
+
+    import numpy as np
+    import polars as pl
+
+    from .engine import make_engine
+    from .export import check_destination, export
+
+    formats = _formats(args.format)
+    c = _open(args)
+    try:
+        picked = pl.read_parquet(args.rows)
+    except Exception as exc:  # noqa: BLE001 - polars' errors for a missing or damaged file
+        raise WorkbenchError(f"cannot read the rows file ({str(exc).splitlines()[0]})", args.rows) from None
+    if "row" not in picked.columns:
+        raise WorkbenchError("the rows file needs a row column (as workbench sample writes)", args.rows)
+    rows = picked["row"].cast(pl.Int64).to_numpy()
+    bad = np.nonzero((rows < 0) | (rows >= len(c)))[0]
+    if len(bad):
+        raise WorkbenchError(f"row {rows[bad[0]]} is not in the collection ({len(c):,} rows)", args.rows, row=int(bad[0]))
+    counts = None
+    if "count" in picked.columns:
+        counts = np.zeros(len(c), np.int64)
+        np.add.at(counts, rows, picked["count"].cast(pl.Int64).to_numpy())
+    check_destination(args.dst, c.source_paths, keep=False)
+    show = args.progress or (not args.quiet and sys.stderr.isatty())
+    with make_engine(args.engine, args.workers, args.address) as engine:
+        res = export(c, args.dst, None if counts is not None else rows, counts=counts, formats=formats,
+                     rows_per_shard=args.rows_per_shard, samples_per_tar=args.samples_per_tar, engine=engine,
+                     progress=show, parameters={"rows_file": str(Path(args.rows).resolve())})
+    m = res.manifest
+    out = {"source": str(c.path), "out": args.dst, "formats": formats, "written_rows": m["rows"],
+           "distinct_rows": m["parameters"].get("distinct_rows", m["parameters"]["selected_rows"]),
+           "outputs": m.get("outputs", {}), "parts": res.run["tasks"], "resumed_parts": res.run["resumed"],
+           "already_complete": res.run["already_complete"]}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"wrote {out['written_rows']:,} rows ({out['distinct_rows']:,} distinct) to {args.dst} as {', '.join(formats)}")
+    return EXIT_OK
+
+
 def _cmd_score(args) -> int:
     from .recipe import head_column
     from .scorers import HeadScorer, Laion400mScorer, LanguageScorer, PromptScorer, SafetyScorer, SimilarityScorer
@@ -667,6 +710,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="the parquet to write: row + the new column")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_mix)
+
+    s = sub.add_parser("export", help="write listed rows (a row[, count] parquet, e.g. from sample) as shards; counts repeat rows")
+    s.add_argument("path", help="the source collection")
+    s.add_argument("dst", help="the output folder (new or empty; an unfinished export there is resumed)")
+    s.add_argument("--rows", required=True, help="a parquet with row (and count: each row written that many times)")
+    s.add_argument("--format", action="append", metavar="F[,F]", help="laion (default), webdataset, img2dataset, datacomp, all")
+    s.add_argument("--rows-per-shard", type=int, default=1_000_000)
+    s.add_argument("--samples-per-tar", type=int, default=10_000)
+    _engine_args(s)
+    s.add_argument("--model", help="DataComp pools: b32 or l14")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--progress", action="store_true")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=_cmd_export)
 
     s = sub.add_parser("score", help="compute score columns over all rows (cached beside the collection) and summarise them")
     s.add_argument("path")

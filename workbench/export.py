@@ -169,9 +169,24 @@ def write_manifest(dst: Path, manifest: dict) -> dict:
     return manifest
 
 
-def _kept_per_shard(collection, rows) -> list[np.ndarray]:
+def _kept_per_shard(collection, rows, counts=None) -> list[np.ndarray]:
+    """Per source shard, the local rows to write in order (with `counts`, each row repeated)."""
     from .subset import as_rows
 
+    if counts is not None:
+        c = np.asarray(counts)
+        if rows is not None:
+            raise WriteError("give rows or counts, not both")
+        if c.shape != (len(collection),) or c.dtype.kind not in "iu":
+            raise WriteError(f"counts must be one integer per row ({len(collection)}), got {c.dtype} {c.shape}")
+        if len(c) and c.min() < 0:
+            raise WriteError(f"a count is negative (row {int(np.argmin(c))})")
+        out = []
+        for i in range(len(collection.shards)):
+            seg = c[collection.offsets[i]:collection.offsets[i + 1]]
+            local = np.nonzero(seg)[0]
+            out.append(np.repeat(local, seg[local]).astype(np.int64))
+        return out
     selected = as_rows(collection, rows)
     bounds = np.searchsorted(selected, collection.offsets)
     return [selected[bounds[i]:bounds[i + 1]] - collection.offsets[i] for i in range(len(collection.shards))]
@@ -434,7 +449,7 @@ def write_datacomp_part(collection, part: Part, tmp: Path, options: dict) -> lis
         except ValueError as exc:
             raise ShardError(f"column {col!r}: {exc}", collection.shards[p.shard].metadata) from None
     uids = np.concatenate(chunks) if chunks else np.zeros(0, np.dtype("u8,u8"))
-    uids.sort(order=["f0", "f1"])
+    uids = np.unique(uids)  # sorted; a subset is a set of uids (a row picked twice is listed once)
     rel = "datacomp/uids.npy"
     (tmp / "datacomp").mkdir(parents=True, exist_ok=True)
     with open(tmp / rel, "wb") as f:
@@ -599,8 +614,12 @@ def export(
     extras: dict | None = None,
     progress=False,
     plan_extra: dict | None = None,
+    counts=None,
 ) -> ExportResult:
     """Write the selected `rows` (ids or a mask; None: all) of `collection` into `dst`.
+
+    `counts` (one integer per row, e.g. from Soft Cap Sampling) instead of `rows`: each row is written
+    as many times as its count, consecutively, in source order (the datacomp uid list stays a set).
 
     Resumes an unfinished export of the same plan (source, selection, formats and options) into
     `dst`; refuses a `dst` holding anything else. `extras` maps a relative path to a
@@ -618,13 +637,15 @@ def export(
     if rows_per_shard < 1 or samples_per_tar < 1:
         raise WriteError("rows per shard and samples per tar must be >= 1", dst)
     dst = Path(dst)
-    kept = _kept_per_shard(collection, rows)
+    kept = _kept_per_shard(collection, rows, counts)
     n_kept = int(sum(len(k) for k in kept))
     _check_formats(collection, formats, dst)
     state = check_destination(dst, collection.source_paths)
     if model is None:
         model = collection.model_identity
     params = {"selected_rows": n_kept, **(parameters or {})}
+    if counts is not None:
+        params["distinct_rows"] = int(sum(len(np.unique(k)) for k in kept))
     plan = {
         "source": collection.fingerprint,
         "skipped_shards": [s["shard"] for s in collection.skipped],
