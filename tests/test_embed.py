@@ -204,3 +204,15 @@ def test_embed_on_a_ray_cluster(ray_head, tiny_clip, tmp_path):
     assert a.metadata.collect().drop("similarity").equals(b.metadata.collect().drop("similarity"))
     for i in range(len(a.shards)):
         assert np.allclose(np.asarray(a.embeddings(i), np.float32), np.asarray(b.embeddings(i), np.float32), atol=1e-3)
+
+
+def test_a_table_source_may_have_its_output_beside_it(tiny_clip, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"image_path": [str(RCLIP / "cat.jpg"), str(RCLIP / "tree.webp")],
+                             "caption": ["a cat", "a tree"]}), tmp_path / "list.parquet")
+    res = embed(tmp_path / "list.parquet", tmp_path / "emb", str(tiny_clip.cfg), str(tiny_clip.ckpt), device="cpu")
+    assert res.manifest["rows"] == 2
+    meta = workbench.open_collection(tmp_path / "emb").metadata.collect()
+    assert meta["caption"].to_list() == ["a cat", "a tree"] and meta["key"].to_list() == ["000000000", "000000001"]

@@ -461,7 +461,7 @@ def embed(
         raise WorkbenchError(f"precision must be one of {', '.join(PRECISIONS)}")
     src, dst = Path(src), Path(dst)
     items = list_images(src, captions)
-    state = check_destination(dst, [src if src.is_dir() else src.parent])
+    state = check_destination(dst, [src])  # a table of paths: DST may sit beside it, not around it
     in_process = engine is None or (engine.kind == "local" and engine.workers == 1)
     # the model's identity and dim; where tasks run elsewhere (Ray: maybe a head without a GPU) it is
     # built on the CPU here, and each worker builds its own on `device`
