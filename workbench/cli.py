@@ -82,6 +82,7 @@ def _cmd_demo(args) -> int:
     print()
     print("\n".join(summarize_world(out)))
     print(f"\nNext: workbench apply laion400m {out} --dry-run   (the LAION-400M rules, counted)")
+    print(f"      workbench apply laion2b-en {out} subset --workers 2   (write the kept rows, LAION layout)")
     print(f"      workbench neighbors {out} --text 'a dog in the snow'")
     print(f"      in Python: workbench.open_collection({str(out)!r})")
     return EXIT_OK
