@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import IncompleteError, WorkbenchError, WriteError
-from .export import begin_plan, check_destination, journal, staged_task, write_manifest
+from .staging import begin_plan, check_destination, journal, staged_task, write_manifest
 from .imagesource import META_KEYS, ImageItem, fingerprint, list_images, read_image_bytes
 from .writer import MANIFEST_FORMAT, MANIFEST_VERSION, _npy_header, shard_name
 

@@ -7,9 +7,8 @@
 
 The kept rows, in source order, are cut into parts (``rows_per_shard`` rows for the LAION layout
 and the img2dataset lists, ``samples_per_tar`` for webdataset tars). Each part is one task: it
-reads its rows from the source shards and writes its files into ``DST/.staging/tmp/<task>/``,
-fsyncs them, moves them to their final names with ``os.replace`` and records itself in
-``DST/.staging/done/<task>.json``. A part is a pure function of the source, the selection and the
+reads its rows from the source shards and writes its files by the protocol of
+:mod:`workbench.staging` (staged, fsynced, renamed, journalled in ``DST/.staging/done/``). A part is a pure function of the source, the selection and the
 options, so the outputs are byte-identical whatever the engine or the number of workers.
 
 A run that stops part-way (killed, a full disk) leaves finished parts under their final names, its
@@ -26,7 +25,6 @@ when the caller passes it as an extra (the CLI and the notebook do: each removed
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -40,12 +38,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import IncompleteError, ShardError, WorkbenchError, WriteError
-from .writer import (MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, STAGING, _conform, _fsync_dir, _npy_header,
-                     check_not_inside, sha256_file, shard_name)
+from .staging import (_HashingFile, begin_plan, check_destination, journal, staged_task,  # noqa: F401 - re-exported
+                      write_manifest)
+from .writer import MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, STAGING, _conform, _npy_header, sha256_file, shard_name
 
 FORMATS = ("laion", "webdataset", "img2dataset", "datacomp")
 OUTPUT_DIRS = ("img_emb", "text_emb", "metadata", "webdataset", "img2dataset", "datacomp")
-PLAN = "plan.json"
 GATHER_ROWS = 65_536
 META_ROW_GROUP = 131_072
 
@@ -80,95 +78,11 @@ class ExportResult:
     run: dict = field(default_factory=dict)  # tasks done now / resumed, seconds; not in the manifest
 
 
-# -- destination -----------------------------------------------------------------------------------
-def check_destination(dst: str | Path, sources: list[Path] = (), keep: bool = True) -> str:
-    """Fail early on a destination that can never be written: inside the source, not a folder,
-    unwritable, or holding anything but an earlier run of this writer. Returns ``"new"``,
-    ``"unfinished"`` (a plan to resume) or ``"finished"`` (a manifest is there). ``keep=False``
-    removes the folder again when the check created it."""
-    dst = Path(dst)
-    check_not_inside(dst, list(sources))
-    if dst.exists() and not dst.is_dir():
-        raise WriteError("destination exists and is not a folder", dst)
-    state = "new"
-    if dst.is_dir():
-        names = {p.name for p in dst.iterdir()}
-        if MANIFEST in names:
-            state = "finished"
-        elif (dst / STAGING / PLAN).is_file():
-            state = "unfinished"
-        elif names - {STAGING}:
-            raise WriteError(f"destination is not empty ({', '.join(sorted(names - {STAGING})[:5])}); "
-                             "choose an empty or new folder", dst)
-    created = not dst.exists()
-    try:
-        dst.mkdir(parents=True, exist_ok=True)
-        probe = dst / f".probe-{os.getpid()}"
-        probe.write_bytes(b"x")
-        probe.unlink()
-        if created and keep is False:
-            dst.rmdir()
-    except OSError as exc:
-        raise WriteError(f"destination is not writable ({exc.strerror or exc})", dst) from None
-    return state
-
-
 def free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
 # -- planning --------------------------------------------------------------------------------------
-def begin_plan(dst: Path, state: str, plan: dict, what: str = "export") -> tuple[str, dict | None]:
-    """Record (or check) the plan of a write into `dst` in the state :func:`check_destination` found.
-
-    Returns the plan's digest and, when `dst` already holds the finished write of this plan, its
-    manifest (nothing to do). A finished or unfinished write of another plan is refused; a new
-    one gets ``.staging/plan.json``. Leftover temporary files of a killed run are removed."""
-    digest = hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()
-    if state == "finished":
-        try:
-            old = json.loads((dst / MANIFEST).read_text())
-        except (OSError, ValueError):
-            old = {}
-        if old.get("plan") == digest:
-            return digest, old
-        raise WriteError(f"destination holds a finished {what} of another selection or options; "
-                         "choose an empty or new folder", dst)
-    staging = dst / STAGING
-    if state == "unfinished":
-        try:
-            old_plan = json.loads((staging / PLAN).read_text())
-        except (OSError, ValueError):
-            old_plan = {}
-        if old_plan.get("digest") != digest:
-            changed = sorted(k for k in plan if old_plan.get("plan", {}).get(k) != plan[k])
-            raise WriteError(f"destination holds an unfinished {what} of a different plan "
-                             f"(differs in: {', '.join(changed) or 'everything'}); remove it or choose another folder", dst)
-    else:
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True)
-        _write_json_atomic(staging / PLAN, {"digest": digest, "plan": plan})
-    shutil.rmtree(staging / "tmp", ignore_errors=True)
-    return digest, None
-
-
-def write_manifest(dst: Path, manifest: dict) -> dict:
-    """``manifest.json`` last (written, fsynced, renamed), then the staging folder goes."""
-    staging = dst / STAGING
-    staging.mkdir(parents=True, exist_ok=True)
-    tmp = staging / MANIFEST
-    with open(tmp, "w") as f:
-        json.dump(manifest, f, indent=1, default=str)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, dst / MANIFEST)
-    _fsync_dir(dst)
-    shutil.rmtree(staging, ignore_errors=True)
-    return manifest
-
-
 def _kept_per_shard(collection, rows, counts=None) -> list[np.ndarray]:
     """Per source shard, the local rows to write in order (with `counts`, each row repeated)."""
     from .subset import as_rows
@@ -244,84 +158,6 @@ def source_rows_table(collection, shard: int, rows: np.ndarray, columns: list[st
         return table.take(pa.array(rows - starts[g0]))
     except (pa.ArrowInvalid, OSError) as exc:
         raise ShardError(f"cannot read metadata ({str(exc).splitlines()[0]})", s.metadata) from None
-
-
-def _libc_sync_file_range():
-    try:
-        import ctypes
-        import ctypes.util
-
-        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).sync_file_range
-        fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-        return fn
-    except (OSError, AttributeError):
-        return None
-
-
-_SYNC_FILE_RANGE = _libc_sync_file_range() if os.name == "posix" else None
-
-
-def _start_writeback(fd: int, offset: int, nbytes: int) -> None:
-    """Ask the kernel to start writing these bytes to disk now (Linux ``sync_file_range``, no wait),
-    so the disk works while the next block is gathered and the final fsync has little left to do."""
-    if _SYNC_FILE_RANGE is not None and nbytes > 0:
-        _SYNC_FILE_RANGE(fd, offset, nbytes, 2)  # SYNC_FILE_RANGE_WRITE; a failure only loses the head start
-
-
-class _HashingFile:
-    """A file written in order and hashed as it is written (no second read of what was written).
-
-    Hashing and writing run in one background thread while the caller gathers the next block
-    (numpy's gather, hashlib and write() all release the GIL): at most two blocks are in flight."""
-
-    def __init__(self, path: Path):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.path = path
-        self.f = open(path, "wb", buffering=0)
-        self.h = hashlib.sha256()
-        self.bytes = 0
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="hash-write")
-        self._pending: list = []
-
-    def _put(self, mv: memoryview) -> None:
-        self.h.update(mv)
-        start = self.f.tell()
-        while mv:
-            k = self.f.write(mv)
-            mv = mv[k:]
-        _start_writeback(self.f.fileno(), start, self.f.tell() - start)
-
-    def write(self, data) -> None:
-        mv = memoryview(data).cast("B")
-        self.bytes += len(mv)
-        if len(self._pending) >= 2:
-            self._pending.pop(0).result()
-        self._pending.append(self._pool.submit(self._put, mv))
-
-    def _drain(self) -> None:
-        try:
-            for fut in self._pending:
-                fut.result()
-        finally:
-            self._pending = []
-            self._pool.shutdown(wait=True)
-
-    def close(self) -> dict:
-        try:
-            self._drain()
-            os.fsync(self.f.fileno())
-        finally:
-            self.f.close()
-        return {"bytes": self.bytes, "sha256": self.h.hexdigest()}
-
-    def abort(self) -> None:
-        try:
-            self._drain()
-        except OSError:
-            pass
-        finally:
-            self.f.close()
 
 
 # -- the formats -----------------------------------------------------------------------------------
@@ -477,80 +313,6 @@ def run_part(task: tuple) -> dict:
     writer = _webdataset_writer() if part.fmt == "webdataset" else WRITERS[part.fmt]
     return staged_task(dst, part.task_id, lambda tmp: writer(collection, part, tmp, options),
                        {"rows": part.rows}, f"part {part.number} ({part.fmt})")
-
-
-def staged_task(dst, task_id: str, write: Callable[[Path], list[dict]], extra: dict | None = None,
-                what: str | None = None) -> dict:
-    """The write protocol every part follows: `write(tmp)` fills ``DST/.staging/tmp/<task_id>/`` and
-    returns its files (``path`` relative to DST, optional ``rows``/``sha256``/``stats``); they are
-    fsynced, hashed, moved to their final names, and the task is journalled in
-    ``.staging/done/<task_id>.json`` (what a rerun finds with :func:`journal`)."""
-    import time
-
-    t0 = time.perf_counter()
-    dst = Path(dst)
-    tmp = dst / STAGING / "tmp" / task_id
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
-        files = write(tmp)
-        for e in files:
-            staged = tmp / e["path"]
-            if "sha256" not in e:
-                with open(staged, "rb+") as f:
-                    os.fsync(f.fileno())
-                e["bytes"] = staged.stat().st_size
-                e["sha256"] = sha256_file(staged)
-        for e in files:
-            final = dst / e["path"]
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp / e["path"], final)
-            _fsync_dir(final.parent)
-    except OSError as exc:
-        raise WriteError(f"writing {what or task_id} failed: {exc.strerror or exc}; "
-                         "finished parts are kept: run the same command again to resume", dst) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    record = {"task": task_id, **(extra or {}), "files": [_entry(e) for e in files],
-              "stats": {k: v for e in files for k, v in e.get("stats", {}).items()},
-              "seconds": round(time.perf_counter() - t0, 3), "pid": os.getpid()}
-    _write_json_atomic(dst / STAGING / "done" / f"{task_id}.json", record)
-    return record
-
-
-def _entry(e: dict) -> dict:
-    out = {"path": e["path"], "bytes": e["bytes"], "sha256": e["sha256"]}
-    if "rows" in e:
-        out["rows"] = e["rows"]
-    if "samples" in e:
-        out["samples"] = e["samples"]
-    return out
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def journal(dst: Path, task_id: str) -> dict | None:
-    """The record of a part finished by an earlier run, when all its files are still there intact."""
-    p = dst / STAGING / "done" / f"{task_id}.json"
-    try:
-        rec = json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None
-    for e in rec.get("files", []):
-        f = dst / e["path"]
-        if not f.is_file() or f.stat().st_size != e["bytes"]:
-            return None
-    return rec
 
 
 # -- the export ----------------------------------------------------------------------------------
