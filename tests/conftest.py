@@ -254,3 +254,17 @@ def tiny_clip(tmp_path_factory):
     model = open_clip.create_model("wb-tiny-clip-session")
     torch.save(model.state_dict(), d / "tiny.pt")
     return SimpleNamespace(cfg=cfg, ckpt=d / "tiny.pt", dir=d)
+
+
+def stop_after(n: int):
+    """A one-worker local engine that stops (as a killed run would) once `n` parts have finished."""
+    from workbench.engine import LocalEngine
+
+    class StopAfter(LocalEngine):
+        def map(self, fn, tasks, **kw):
+            for k, item in enumerate(super().map(fn, tasks, **kw)):
+                yield item
+                if k + 1 == n:
+                    raise KeyboardInterrupt
+
+    return StopAfter(1)

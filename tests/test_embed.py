@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import polars as pl
 import pytest
-from conftest import IMAGES, make_webdataset
+from conftest import stop_after, IMAGES, make_webdataset
 
 import workbench
 from workbench.embed import embed
@@ -87,23 +87,11 @@ def test_webdataset_input_keeps_keys_urls_and_captions(tiny_clip, tmp_path):
     assert meta["caption"][0] == "web caption <b>000000001</b>" and meta["member"][0] == "000000001.jpg"
 
 
-class _StopAfter(LocalEngine):
-    def __init__(self, n):
-        super().__init__(1)
-        self.n = n
-
-    def map(self, fn, tasks, **kw):
-        for k, item in enumerate(super().map(fn, tasks, **kw)):
-            yield item
-            if k + 1 == self.n:
-                raise KeyboardInterrupt
-
-
 def test_resumes_per_shard_and_is_the_same_whatever_the_workers(tiny_clip, tmp_path):
     args = (RCLIP, str(tiny_clip.cfg), str(tiny_clip.ckpt))
     kw = {"device": "cpu", "rows_per_shard": 8, "batch_size": 4}
     with pytest.raises(KeyboardInterrupt):
-        embed(args[0], tmp_path / "out", *args[1:], engine=_StopAfter(2), **kw)
+        embed(args[0], tmp_path / "out", *args[1:], engine=stop_after(2), **kw)
     first = tmp_path / "out" / "img_emb" / "img_emb_0.npy"
     stamp = first.stat().st_mtime_ns
     assert not (tmp_path / "out" / "manifest.json").exists()

@@ -4,7 +4,7 @@ import tarfile
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_datacomp, make_embeddings, make_webdataset
+from conftest import stop_after, make_datacomp, make_embeddings, make_webdataset
 
 import workbench
 from workbench.engine import LocalEngine
@@ -64,25 +64,11 @@ def test_same_output_whatever_the_worker_count(tmp_path):
     assert a["plan"] == b["plan"]
 
 
-class _StopAfter(LocalEngine):
-    """An engine that stops (like a killed run) after `n` parts have finished."""
-
-    def __init__(self, n):
-        super().__init__(1)
-        self.n = n
-
-    def map(self, fn, tasks, **kw):
-        for k, item in enumerate(super().map(fn, tasks, **kw)):
-            yield item
-            if k + 1 == self.n:
-                raise KeyboardInterrupt
-
-
 def test_interrupted_export_resumes_without_redoing_parts(tmp_path):
     src = workbench.open_collection(make_embeddings(tmp_path / "src", rows=(40, 40)))
     mask = np.arange(len(src)) % 3 != 0
     with pytest.raises(KeyboardInterrupt):
-        export(src, tmp_path / "out", mask, rows_per_shard=10, engine=_StopAfter(2))
+        export(src, tmp_path / "out", mask, rows_per_shard=10, engine=stop_after(2))
     out = tmp_path / "out"
     assert not (out / "manifest.json").exists() and not verify_ok(out)
     first = out / "img_emb" / "img_emb_0.npy"
@@ -108,7 +94,7 @@ def test_a_different_plan_is_refused(tmp_path):
     src = workbench.open_collection(make_embeddings(tmp_path / "src", rows=(40, 40)))
     mask = np.arange(len(src)) % 2 == 0
     with pytest.raises(KeyboardInterrupt):
-        export(src, tmp_path / "out", mask, rows_per_shard=10, engine=_StopAfter(1))
+        export(src, tmp_path / "out", mask, rows_per_shard=10, engine=stop_after(1))
     with pytest.raises(WriteError, match="unfinished export of a different plan.*selection"):
         export(src, tmp_path / "out", ~mask, rows_per_shard=10)
     export(src, tmp_path / "done", mask, rows_per_shard=10)

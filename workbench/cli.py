@@ -247,6 +247,33 @@ def _cmd_embed(args) -> int:
     return EXIT_OK
 
 
+def _read_parquet(path: str, what: str):
+    """A parquet the user names (candidates, labels, rows): one clear line when it cannot be read."""
+    import polars as pl
+
+    try:
+        return pl.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - polars' errors for a missing or damaged file
+        raise WorkbenchError(f"cannot read the {what} ({str(exc).splitlines()[0]})", path) from None
+
+
+def _with_scores(c, scores: str | None):
+    """The collection's metadata, joined on ``row`` with a scores parquet (``workbench score --out``)."""
+    import polars as pl
+
+    lf = c.metadata
+    if not scores:
+        return lf
+    try:
+        extra = pl.scan_parquet(scores)
+        names = extra.collect_schema().names()
+    except Exception as exc:  # noqa: BLE001 - polars' errors for a missing or damaged file
+        raise WorkbenchError(f"cannot read the scores file ({str(exc).splitlines()[0]})", scores) from None
+    if "row" not in names:
+        raise WorkbenchError("a scores file needs a row column (as `workbench score --out` writes)", scores)
+    return lf.join(extra, on="row", how="left")
+
+
 def _cmd_sample(args) -> int:
     from pathlib import Path
 
@@ -256,16 +283,7 @@ def _cmd_sample(args) -> int:
     from .sampling import sample
 
     c = _open(args)
-    lf = c.metadata
-    if args.scores:
-        try:
-            extra = pl.scan_parquet(args.scores)
-            names = extra.collect_schema().names()
-        except Exception as exc:  # noqa: BLE001 - polars' errors for a missing or damaged file
-            raise WorkbenchError(f"cannot read the scores file ({str(exc).splitlines()[0]})", args.scores) from None
-        if "row" not in names:
-            raise WorkbenchError("a scores file needs a row column (as `workbench score --out` writes)", args.scores)
-        lf = lf.join(extra, on="row", how="left")
+    lf = _with_scores(c, args.scores)
     have = lf.collect_schema().names()
     if args.by not in have:
         raise WorkbenchError(f"no column {args.by!r} to sample by (columns: {', '.join(sorted(have))})", c.path)
@@ -295,15 +313,10 @@ def _cmd_sample(args) -> int:
 
 
 def _cmd_pairs(args) -> int:
-    import polars as pl
-
     from .preference import PairRules, make_pairs, write_pairs
 
     c = _open(args)
-    try:
-        cands = pl.read_parquet(args.candidates)
-    except Exception as exc:  # noqa: BLE001 - polars' errors for a missing or damaged file
-        raise WorkbenchError(f"cannot read the candidates ({str(exc).splitlines()[0]})", args.candidates) from None
+    cands = _read_parquet(args.candidates, "candidates")
     rules = PairRules(min_score=args.min_score, max_length=args.max_length, text_prompt=args.text_prompt,
                       text_max=args.text_max, min_margin=args.min_margin,
                       max_length_ratio=None if args.max_length_ratio <= 0 else args.max_length_ratio)
@@ -370,21 +383,12 @@ def _cmd_mix(args) -> int:
 
     c = _open(args)
     columns = [x.strip() for v in args.column for x in v.split(",") if x.strip()]
-    lf = c.metadata
-    if args.scores:
-        try:
-            lf = lf.join(pl.scan_parquet(args.scores), on="row", how="left")
-            lf.collect_schema()
-        except Exception as exc:  # noqa: BLE001 - polars' errors for a missing or damaged file
-            raise WorkbenchError(f"cannot read the scores file ({str(exc).splitlines()[0]})", args.scores) from None
+    lf = _with_scores(c, args.scores)
     have = lf.collect_schema().names()
     missing = [x for x in columns if x not in have]
     if missing:
         raise WorkbenchError(f"no column(s) {missing} (columns: {', '.join(sorted(have))})", c.path)
-    try:
-        labels = pl.read_parquet(args.labels)
-    except Exception as exc:  # noqa: BLE001
-        raise WorkbenchError(f"cannot read the labels ({str(exc).splitlines()[0]})", args.labels) from None
+    labels = _read_parquet(args.labels, "labels")
     frame = lf.select(["row"] + columns).collect()
     mix = learn_mix(frame, labels, columns, seed=args.seed)
     out = Path(args.out)
@@ -415,10 +419,7 @@ def _cmd_export(args) -> int:
 
     formats = _formats(args.format)
     c = _open(args)
-    try:
-        picked = pl.read_parquet(args.rows)
-    except Exception as exc:  # noqa: BLE001 - polars' errors for a missing or damaged file
-        raise WorkbenchError(f"cannot read the rows file ({str(exc).splitlines()[0]})", args.rows) from None
+    picked = _read_parquet(args.rows, "rows file")
     if "row" not in picked.columns:
         raise WorkbenchError("the rows file needs a row column (as workbench sample writes)", args.rows)
     rows = picked["row"].cast(pl.Int64).to_numpy()

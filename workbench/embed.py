@@ -66,20 +66,11 @@ def default_decode_workers(device: str) -> int:
 # -- decoding ----------------------------------------------------------------------------------------
 def _decode(item: ImageItem, preprocess) -> tuple[object, str, str | None, int | None, int | None]:
     """(pixels or None, status, error, width, height) for one item; never raises for a bad image."""
-    from .encoders import load_image
-
     try:
         data = read_image_bytes(item)
     except WorkbenchError as exc:
         return None, "missing", str(exc), None, None
-    try:
-        image = load_image(data)
-    except WorkbenchError as exc:
-        return None, "not_an_image", exc.reason, None, None
-    try:
-        return preprocess(image), "success", None, image.width, image.height
-    except Exception as exc:  # noqa: BLE001 - a transform failing on an odd image (e.g. 0 pixels wide)
-        return None, "preprocess_error", f"{type(exc).__name__}: {exc}", image.width, image.height
+    return _decode_bytes(data, preprocess)
 
 
 class _Decoded:
@@ -177,6 +168,7 @@ class _Raw:
 
 
 def _decode_bytes(data: bytes, preprocess):
+    """(pixels or None, status, error, width, height) for encoded image bytes."""
     from .encoders import load_image
 
     try:
@@ -185,7 +177,7 @@ def _decode_bytes(data: bytes, preprocess):
         return None, "not_an_image", exc.reason, None, None
     try:
         return preprocess(image), "success", None, image.width, image.height
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - a transform failing on an odd image (e.g. 0 pixels wide)
         return None, "preprocess_error", f"{type(exc).__name__}: {exc}", image.width, image.height
 
 
@@ -255,25 +247,6 @@ def device_decode_available(device: str) -> bool:
 
 
 # -- one part ---------------------------------------------------------------------------------------
-def _run_model(enc, fn, x, precision: str):
-    import torch
-    import torch.nn.functional as F
-
-    cuda = enc.device.startswith("cuda")
-    with torch.inference_mode():
-        x = x.to(enc.device, non_blocking=cuda)
-        if cuda and precision in ("auto", "fp16", "bf16"):
-            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-            with torch.autocast("cuda", dtype=dtype):
-                y = fn(x)
-        elif not cuda and precision in ("fp16", "bf16"):
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                y = fn(x)
-        else:
-            y = fn(x)
-        return F.normalize(y.float(), dim=-1).cpu().numpy()
-
-
 class _TextTower:
     """``encode_text`` on the tokens up to the batch's longest caption instead of the full context.
 
@@ -307,18 +280,18 @@ class _TextTower:
 
     def __call__(self, tokens, precision: str) -> np.ndarray:
         if not self.ok:
-            return _run_model(self.enc, self.enc.model.encode_text, tokens, precision)
+            return self.enc._run(self.enc.model.encode_text, tokens, precision)
         if not self.checked:
             self.checked = True
-            full = _run_model(self.enc, self.enc.model.encode_text, tokens, precision)
+            full = self.enc._run(self.enc.model.encode_text, tokens, precision)
             try:
-                fast = _run_model(self.enc, self._trimmed, tokens, precision)
+                fast = self.enc._run(self._trimmed, tokens, precision)
             except Exception:  # noqa: BLE001 - a model of another shape: the full path it is
                 self.ok = False
                 return full
             self.ok = bool(np.allclose(full, fast, atol=1e-3))
             return full
-        return _run_model(self.enc, self._trimmed, tokens, precision)
+        return self.enc._run(self._trimmed, tokens, precision)
 
 
 def embed_part(task: tuple) -> dict:
@@ -353,7 +326,7 @@ def _write_part(tmp: Path, number: int, items: list[ImageItem], opts: dict) -> l
         for i, st, err, w, h in info:
             status[i], errors[i], width[i], height[i] = st, err, w, h
         if pixels is not None:
-            img[idx] = _run_model(enc, enc.model.encode_image, pixels, opts["precision"]).astype(np.float16)
+            img[idx] = enc._run(enc.model.encode_image, pixels, opts["precision"]).astype(np.float16)
         if progress is not None:
             progress(len(info))
     ok = np.array([s == "success" for s in status])

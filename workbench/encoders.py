@@ -125,15 +125,20 @@ class Encoder:
         except Exception as exc:  # a transform failing on an odd image (e.g. 0-pixel wide)
             raise WorkbenchError(f"cannot preprocess image ({exc})", _source_name(item), row) from None
 
-    def _run(self, fn, x) -> np.ndarray:
+    def _run(self, fn, x, precision: str = "auto") -> np.ndarray:
+        """``fn(x)`` L2-normalised, as float32 numpy. ``precision``: auto (fp16 autocast on CUDA, fp32
+        on CPU), fp32, fp16 or bf16 (on a CPU both mean bfloat16 autocast, very slow without AMX)."""
         import torch
         import torch.nn.functional as F
 
         cuda = self.device.startswith("cuda")
         with torch.inference_mode():
             x = x.to(self.device, non_blocking=cuda)
-            if cuda:
-                with torch.autocast("cuda", dtype=torch.float16):
+            if cuda and precision in ("auto", "fp16", "bf16"):
+                with torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16):
+                    y = fn(x)
+            elif not cuda and precision in ("fp16", "bf16"):
+                with torch.autocast("cpu", dtype=torch.bfloat16):
                     y = fn(x)
             else:
                 y = fn(x)

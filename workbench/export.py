@@ -25,7 +25,6 @@ when the caller passes it as an extra (the CLI and the notebook do: each removed
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -40,7 +39,7 @@ import pyarrow.parquet as pq
 from .errors import IncompleteError, ShardError, WorkbenchError, WriteError
 from .staging import (_HashingFile, begin_plan, check_destination, journal, staged_task,  # noqa: F401 - re-exported
                       write_manifest)
-from .writer import MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, STAGING, _conform, _npy_header, sha256_file, shard_name
+from .writer import MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, _conform, _npy_header, shard_name
 
 FORMATS = ("laion", "webdataset", "img2dataset", "datacomp")
 OUTPUT_DIRS = ("img_emb", "text_emb", "metadata", "webdataset", "img2dataset", "datacomp")
@@ -551,23 +550,21 @@ def _manifest(collection, dst: Path, parts, records, formats, rows_per_shard, pa
         out["rows"] += p.rows
         for k, v in rec.get("stats", {}).items():
             out[k] = out.get(k, 0) + v
-    staging = dst / STAGING
-    for rel, write in (extras or {}).items():
-        rel = Path(rel).as_posix()
-        if rel.startswith(("/", "..")) or rel == MANIFEST:
-            raise WriteError(f"invalid sidecar path {rel!r}", dst)
-        staged = staging / "tmp" / "extras" / rel
-        staged.parent.mkdir(parents=True, exist_ok=True)
-        write(staged)
-        if not staged.exists():
-            raise WriteError(f"sidecar writer did not create {rel}", dst)
-        with open(staged, "rb+") as f:
-            os.fsync(f.fileno())
-        entry = {"path": rel, "bytes": staged.stat().st_size, "sha256": sha256_file(staged)}
-        final = dst / rel
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, final)
-        extra_files.append(entry)
+    def write_extras(tmp: Path) -> list[dict]:
+        files = []
+        for rel, write in (extras or {}).items():
+            rel = Path(rel).as_posix()
+            if rel.startswith(("/", "..")) or rel == MANIFEST:
+                raise WriteError(f"invalid sidecar path {rel!r}", dst)
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            write(tmp / rel)
+            if not (tmp / rel).exists():
+                raise WriteError(f"sidecar writer did not create {rel}", dst)
+            files.append({"path": rel})
+        return files
+
+    if extras:
+        extra_files += staged_task(dst, "extras", write_extras)["files"]
     laion = "laion" in formats
     opts = {"image": collection.has_embeddings, "text": collection.has_text_embeddings}
     manifest = {

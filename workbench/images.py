@@ -31,16 +31,6 @@ def tar_index(path: str) -> dict[str, tuple[int, int]]:
     return index
 
 
-def read_tar_member(tar: str | Path, name: str) -> bytes | None:
-    entry = tar_index(str(tar)).get(name)
-    if entry is None:
-        return None
-    offset, size = entry
-    with open(tar, "rb") as f:
-        f.seek(offset)
-        return f.read(size)
-
-
 def tar_for_key(collection: Collection, key: str) -> Path | None:
     # img2dataset keys are the 5-digit shard id + the index inside it
     for d in collection.image_dirs:
@@ -49,6 +39,23 @@ def tar_for_key(collection: Collection, key: str) -> Path | None:
                 tar = d / f"{key[:width]}.tar"
                 if tar.exists():
                     return tar
+    return None
+
+
+def image_location(collection: Collection, shard: int, key: str | None, path: str | None):
+    """Where a row's encoded image is: ``(extension, file, offset, size)`` for a member of a webdataset
+    tar (found by key), ``(extension, file, None, None)`` for a local image file, or None."""
+    if key and collection.images == "webdataset":
+        s = collection.shards[shard]
+        tar = s.tar if s.tar is not None else tar_for_key(collection, key)
+        if tar is not None:
+            index = tar_index(str(tar))
+            for ext in IMAGE_EXTENSIONS:
+                entry = index.get(key + ext)
+                if entry is not None:
+                    return ext[1:], str(tar), entry[0], entry[1]
+    if path and Path(path).suffix.lower() in IMAGE_EXTENSIONS and Path(path).is_file():
+        return Path(path).suffix.lower()[1:], str(path), None, None
     return None
 
 
@@ -62,15 +69,12 @@ def image_bytes(collection: Collection, row: int) -> bytes | None:
         return None
     rec = meta.select(want).collect().row(0, named=True)
     key = rec.get("key") or (Path(rec["image_path"]).stem if rec.get("image_path") else None)
-    if collection.images == "webdataset" and key:
-        s = collection.shards[shard]
-        tar = s.tar if s.tar is not None else tar_for_key(collection, key)
-        if tar is not None:
-            for ext in IMAGE_EXTENSIONS:
-                data = read_tar_member(tar, key + ext)
-                if data is not None:
-                    return data
-    path = rec.get("image_path")
-    if path and Path(path).suffix.lower() in IMAGE_EXTENSIONS and Path(path).is_file():
-        return Path(path).read_bytes()
-    return None
+    where = image_location(collection, shard, key, rec.get("image_path"))
+    if where is None:
+        return None
+    _, file, offset, size = where
+    if offset is None:
+        return Path(file).read_bytes()
+    with open(file, "rb") as f:
+        f.seek(offset)
+        return f.read(size)

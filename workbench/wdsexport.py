@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .images import IMAGE_EXTENSIONS, tar_for_key, tar_index
+from .images import image_location
 
 NO_IMAGE = "no_image"
 _REPLACED = ("key", "status", "error_message", "source_key", "source_row")
@@ -35,20 +35,11 @@ class _Images:
         self._files: dict[str, object] = {}
 
     def find(self, shard: int, key: str | None, path: str | None) -> tuple[str, bytes] | None:
-        c = self.c
-        if key and c.images == "webdataset":
-            tar = c.shards[shard].tar or tar_for_key(c, key)
-            if tar is not None:
-                index = tar_index(str(tar))
-                for ext in IMAGE_EXTENSIONS:
-                    entry = index.get(key + ext)
-                    if entry is not None:
-                        return ext[1:], self._read(str(tar), *entry)
-        if path:
-            p = Path(path)
-            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
-                return p.suffix.lower()[1:], p.read_bytes()
-        return None
+        where = image_location(self.c, shard, key, path)
+        if where is None:
+            return None
+        ext, file, offset, size = where
+        return ext, (Path(file).read_bytes() if offset is None else self._read(file, offset, size))
 
     def _read(self, tar: str, offset: int, size: int) -> bytes:
         f = self._files.get(tar)
