@@ -198,3 +198,68 @@ def test_stratified_sample_when_the_floors_do_not_fit():
     assert len(s) == 20 and len(np.unique(cl[s])) == 20
     with pytest.raises(WorkbenchError, match="max_points"):
         stratified_sample(cl, max_points=0)
+
+
+# -- DataComp's image-based filter ----------------------------------------------------------------------
+def test_reference_k():
+    from workbench.clusters import reference_k
+
+    assert reference_k(12_800_000) == 100_000 and reference_k(6000) == 46 and reference_k(10) == 2
+    assert reference_k(10**10) == 100_000
+
+
+def test_nearest_centroids():
+    from workbench.clusters import nearest_centroids
+
+    cent = np.eye(4, dtype=np.float32)
+    ref = np.array([[2.0, 0.1, 0, 0], [0, 0, 0.1, 3.0], [0.9, 0, 0.2, 0]], np.float32)
+    assert nearest_centroids(cent, ref).tolist() == [0, 3]
+
+
+def test_reference_clusters_keep_the_clusters_nearest_the_reference(demo_master, tmp_path):
+    """Reference = image embeddings of some cat rows: the kept clusters are exactly the nearest
+    centroids of those rows, and cats are enriched among the kept rows."""
+    from workbench.clusters import ReferenceClusterScorer, nearest_centroids
+
+    c = workbench.open_collection(demo_master)
+    truth = load_ground_truth(demo_master)
+    is_cat = truth["objects"].list.contains("cat").to_numpy()
+    ref_rows = np.nonzero(is_cat)[0][:20]
+    np.save(tmp_path / "cats.npy", c.take_embeddings(ref_rows))
+    s = ReferenceClusterScorer("imgclust_t", k=40, files=["cats.npy"], base=tmp_path)
+    df = compute(c, [s], cache=False).collect()
+    ids, cent = kmeans(c, k=40, sample=max(100_000, 40 * 40))
+    assert np.array_equal(df["imgclust_t"].to_numpy(), ids)
+    near = nearest_centroids(cent, c.take_embeddings(ref_rows))
+    keep = df["imgclust_t_near"].to_numpy()
+    assert np.array_equal(keep, np.isin(ids, near)) and s.info["near_clusters"] == len(near)
+    assert keep[ref_rows].all()
+    assert is_cat[keep].mean() > 3 * is_cat.mean()
+    assert keep.sum() < len(c) / 4
+
+
+def test_reference_clusters_from_prompts_and_their_cache(demo_world):
+    from workbench.recipe import Recipe
+    from workbench.scoring import apply
+
+    c = workbench.open_collection(demo_world)
+    r = Recipe.from_dict({"rules": [{"image_clusters": ["a photo of a dog", "a dog"], "k": 30}]})
+    sel = apply(c, r)
+    truth = load_ground_truth(demo_world)
+    dog = truth["objects"].list.contains("dog").to_numpy()
+    assert 0 < sel.kept < len(c) and dog[sel.mask].mean() > 2 * dog.mean()
+    again = apply(workbench.open_collection(demo_world), r)
+    assert np.array_equal(again.mask, sel.mask) and list(again.scores.values())[0]["cached"] == len(c.shards)
+
+
+def test_reference_clusters_bad_input(demo_world, tmp_path):
+    from workbench.clusters import ReferenceClusterScorer
+    from workbench.heads import ModelMismatchError
+
+    c = workbench.open_collection(demo_world)
+    np.save(tmp_path / "wrong.npy", np.ones((3, 7), np.float32))
+    with pytest.raises(ModelMismatchError, match="7-d"):
+        compute(c, [ReferenceClusterScorer("x", files=["wrong.npy"], base=tmp_path)], cache=False)
+    with pytest.raises(WorkbenchError, match="need a reference"):
+        compute(c, [ReferenceClusterScorer("x")])
+    assert not (demo_world / ".workbench").exists()  # refused before any work

@@ -226,3 +226,70 @@ def test_score_columns_join_and_unsafe_precision(world):
     scores = pl.DataFrame({"row": np.arange(len(c)), "my_score": (np.arange(len(c)) % 10).astype(float)})
     sel = apply(c, recipe({"column": "my_score", "min": 5}), scores=scores.lazy())
     assert sel.kept == len(c) // 2
+
+
+def test_caption_keywords_from_a_word_file_or_a_named_list(tmp_path):
+    (tmp_path / "words.txt").write_text("boat\nscenic view\n")
+    (tmp_path / "r.yaml").write_text("rules:\n  - {caption_keywords: {file: words.txt}, action: keep}\n")
+    r = Recipe.load(tmp_path / "r.yaml")
+    assert r.rules[0].name == "caption has a word of words.txt"
+    assert evaluate(frame(), r).kept_rows().tolist() == [5, 7]
+    # saved elsewhere, the file reference still resolves
+    (tmp_path / "b").mkdir()
+    r.save(tmp_path / "b" / "r.yaml")
+    assert evaluate(frame(), Recipe.load(tmp_path / "b" / "r.yaml")).kept_rows().tolist() == [5, 7]
+    named = recipe({"caption_keywords": {"list": "imagenet-1k"}, "action": "keep"})
+    # "mat"? no; "boat" is not an ImageNet class but "mountain" neither; "tabby cat" needs the phrase
+    df = pl.DataFrame({"row": [0, 1, 2, 3], "caption": ["a Goldfish bowl", "my tabby cat", "a cat", "goldfishes"]})
+    assert evaluate(df, named).kept_rows().tolist() == [0, 1]
+    with pytest.raises(RecipeError, match="unknown list"):
+        Rule.parse({"caption_keywords": {"list": "imagenet-21k"}})
+    with pytest.raises(RecipeError, match="a list of words"):
+        Rule.parse({"caption_keywords": {"file": "a.txt", "list": "imagenet-1k"}})
+    with pytest.raises(RecipeError, match="no word list"):
+        evaluate(frame(), recipe({"caption_keywords": {"file": str(tmp_path / "missing.txt")}}))
+
+
+def test_image_clusters_rules_parse_and_name_their_columns(tmp_path):
+    r = Rule.parse({"image_clusters": {"list": "imagenet-1k"}, "k": 50})
+    (col,) = [q["column"] for q in r.score_requests()]
+    assert col.startswith("imgclust_") and r.columns() == {col, col + "_near"}
+    assert r.score_requests()[0]["names"] == "imagenet-1k" and r.name == "image cluster near imagenet-1k (k=50)"
+    files = Rule.parse({"image_clusters": "ref.npy"}).score_requests()[0]
+    texts = Rule.parse({"image_clusters": ["a photo of a cat", "a photo of a dog"]}).score_requests()[0]
+    assert files["files"] == ["ref.npy"] and texts["texts"] == ["a photo of a cat", "a photo of a dog"]
+    assert Rule.parse({"image_clusters": "ref.npy", "k": 3}).columns() != Rule.parse({"image_clusters": "ref.npy"}).columns()
+    for bad, msg in (({"image_clusters": {"list": "x", "file": "y"}}, "a reference"),
+                     ({"image_clusters": "r.npy", "k": 1}, "k must be"),
+                     ({"image_clusters": "r.npy", "seed": -1}, "seed must be"),
+                     ({"image_clusters": {"list": "imagenet-1k"}, "template": "a photo"}, "template")):
+        with pytest.raises(RecipeError, match=msg):
+            Rule.parse(bad)
+    # a saved recipe keeps a relative reference file valid
+    (tmp_path / "a").mkdir()
+    np.save(tmp_path / "a" / "ref.npy", np.ones((2, 4), np.float32))
+    (tmp_path / "a" / "r.yaml").write_text("rules:\n  - {image_clusters: ref.npy, k: 4}\n")
+    (tmp_path / "b").mkdir()
+    Recipe.load(tmp_path / "a" / "r.yaml").save(tmp_path / "b" / "r.yaml")
+    back = Recipe.load(tmp_path / "b" / "r.yaml")
+    assert (back.base / back.rules[0].params["image_clusters"]).resolve() == (tmp_path / "a" / "ref.npy").resolve()
+
+
+def test_datacomp_presets(world):
+    d = {n: preset(n).to_dict()["rules"] for n in PRESETS}
+    basic_text = [{"language": ["en"]}, {"caption_length": {"min_words": 3, "min_chars": 6}}]
+    assert d["datacomp-text-based"] == basic_text + [{"caption_keywords": {"list": "imagenet-1k"}, "action": "keep"}]
+    assert d["datacomp-image-based"] == basic_text + [{"image_clusters": {"list": "imagenet-1k"}}]
+    assert d["datacomp-image-clip-score"] == d["datacomp-image-based"] + [{"top_fraction": 0.30, "by": "similarity"}]
+    c = workbench.open_collection(world)
+    text = apply(c, preset("datacomp-text-based"))
+    image = apply(c, preset("datacomp-image-based"))
+    both = apply(c, preset("datacomp-image-clip-score"))
+    assert 0 < text.kept < image.kept < len(c)
+    assert set(both.kept_rows()) <= set(image.kept_rows()) and both.kept < image.kept
+    caps = c.metadata.select("caption").collect()["caption"].to_numpy()
+    from workbench.wordlists import words
+
+    names = [w.lower() for w in words("imagenet-1k")]
+    kept_caps = [caps[r].lower() for r in text.kept_rows()[:200]]
+    assert all(any(n in cap for n in names) for cap in kept_caps)

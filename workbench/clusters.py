@@ -132,6 +132,96 @@ class ClusterScorer(Scorer):
         return super().finish(arrays, valid & (arrays["cluster"] >= 0))
 
 
+# -- DataComp's image-based filter -------------------------------------------------------------------
+DATACOMP_ROWS_PER_CLUSTER = 128  # DataComp: 100,000 centroids for the 12.8M-row small pool
+
+
+def reference_k(n: int) -> int:
+    """Default k for reference clusters: ``clamp(n // 128, 2, 100_000)`` (DataComp's rows per centroid)."""
+    return int(min(100_000, max(2, n // DATACOMP_ROWS_PER_CLUSTER)))
+
+
+def nearest_centroids(centroids: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Sorted ids of the centroids that are the nearest (largest dot product) of some reference row."""
+    ref = np.asarray(reference, dtype=np.float32)
+    ref = ref / np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
+    near = np.empty(len(ref), np.int64)
+    for a in range(0, len(ref), ASSIGN_CHUNK_ROWS):
+        near[a:a + ASSIGN_CHUNK_ROWS] = np.argmax(ref[a:a + ASSIGN_CHUNK_ROWS] @ centroids.T, axis=1)
+    return np.unique(near)
+
+
+class ReferenceClusterScorer(Scorer):
+    """DataComp's image-based filter as a cached whole-collection score: spherical k-means of the
+    image embeddings (:func:`kmeans`), and which clusters are the nearest centroid of some row of a
+    reference set. Columns ``<column>`` (Int32 cluster id; null for invalid rows) and
+    ``<column>_near`` (Boolean: the row's cluster is near the reference).
+
+    The reference is image embeddings (``files``: .npy, e.g. ImageNet train images, as DataComp
+    did) or text: ``texts`` (prompts) or class ``names`` put into ``template`` and embedded by the
+    text tower (the prompts stand in for the images; the modality gap makes this coarser)."""
+
+    needs = "global"
+
+    def __init__(self, column: str, k: int | None = None, files=None, texts=None, names: str | None = None,
+                 template: str = "a photo of a {}.", sample: int | None = None, seed: int = 0, encoder=None,
+                 base=None):
+        self.column = column
+        self.schema = {column: pl.Int32, column + "_near": pl.Boolean}
+        self.k, self.files, self.texts, self.names, self.template = k, files, texts, names, template
+        self.sample, self.seed, self.encoder, self.base = sample, seed, encoder, base
+        self.reference: np.ndarray | None = None
+        self.info: dict = {}
+        self._ref_id: dict = {}
+
+    def prepare(self, collection) -> None:
+        from pathlib import Path
+
+        from .prompts import file_sha256, load_prompt_embedding, text_encoder
+
+        check_kind(collection, "image", "image-based clusters")
+        _int("k", self.k, 1, allow_none=True)
+        _int("sample", self.sample, 1, allow_none=True)
+        _int("seed", self.seed, 0)
+        if self.files:
+            paths = [Path(f) if Path(f).is_absolute() or self.base is None else Path(self.base) / f for f in self.files]
+            self.reference = np.concatenate([load_prompt_embedding(p, collection.dim) for p in paths])
+            self._ref_id = {"files_sha256": [file_sha256(p) for p in paths]}
+            return
+        if self.names is not None:
+            from .wordlists import words
+
+            if "{}" not in self.template:
+                raise WorkbenchError(f"image clusters: the template must hold {{}} for the class name, got {self.template!r}")
+            texts = [self.template.format(w) for w in words(self.names, self.base)]
+        else:
+            texts = list(self.texts or [])
+        if not texts:
+            raise WorkbenchError("image clusters need a reference: .npy embeddings, prompts, or a class-name list")
+        self.encoder = self.encoder or text_encoder(collection)
+        if self.encoder.dim != collection.dim:
+            raise WorkbenchError(f"the text encoder gives {self.encoder.dim}-d prompts but the collection's "
+                                 f"embeddings are {collection.dim}-d", collection.path)
+        self.reference = np.asarray(self.encoder.encode_text(texts), dtype=np.float32)
+        self._ref_id = {"texts": texts, "model": self.encoder.identity}
+
+    def spec(self) -> dict:
+        return {"scorer": "image_clusters", "k": self.k, "default_k": "clamp(n//128,2,100000)", "sample": self.sample,
+                "seed": self.seed, "reference": self._ref_id, "faiss": _version("faiss-cpu", "faiss-gpu", "faiss")}
+
+    def compute_all(self, collection, progress: bool = False) -> dict[str, np.ndarray]:
+        n = len(collection)
+        k = reference_k(n) if self.k is None else self.k
+        sample = self.sample or min(max(DEFAULT_SAMPLE, 40 * k), 2_000_000)  # ~6 GB at 768-d, k=100,000
+        ids, cent = kmeans(collection, k=k, kind="image", sample=sample, seed=self.seed, info=self.info)
+        near = nearest_centroids(cent, self.reference)
+        self.info["near_clusters"] = len(near)
+        return {self.column: ids, self.column + "_near": np.isin(ids, near) & (ids >= 0)}
+
+    def finish(self, arrays: dict[str, np.ndarray], valid: np.ndarray) -> pl.DataFrame:
+        return super().finish(arrays, valid & (arrays[self.column] >= 0))
+
+
 def _cluster_ids(clusters) -> np.ndarray:
     """int64 ids from an array or a polars Series; nulls / NaN (the scorer's invalid rows) become -1."""
     if isinstance(clusters, pl.Series):

@@ -44,7 +44,7 @@ class Live:
         self._frame = frame
         self.packed = np.zeros(len(self.rows), np.uint16)
         for i, rule in enumerate(self.recipe.rules):
-            self._set_bit(i, ~frame.select(rule.keep()).to_series().to_numpy())
+            self._set_bit(i, ~frame.select(rule.keep(self.recipe.base)).to_series().to_numpy())
         self._values: dict[str, np.ndarray] = {}
         self._bins: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -134,7 +134,7 @@ class Live:
         missing = rule.columns() - set(self._frame.columns)
         if missing:
             raise RecipeError(f"rule {rule.name!r} needs column(s) {sorted(missing)} that are not loaded")
-        self._set_bit(index, ~self._frame.select(rule.keep()).to_series().to_numpy())
+        self._set_bit(index, ~self._frame.select(rule.keep(self.recipe.base)).to_series().to_numpy())
         self.recipe.rules[index] = rule
 
     # -- results -------------------------------------------------------------------------------------

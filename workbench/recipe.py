@@ -268,17 +268,41 @@ def _matches(p, pattern: str) -> pl.Expr:
 
 def _check_keywords(p):
     _check_action(p, "caption_keywords")
-    _strings(p["caption_keywords"], "caption_keywords")
+    v = p["caption_keywords"]
+    if isinstance(v, dict):
+        if len(v) != 1 or not set(v) <= {"file", "list"} or not isinstance(next(iter(v.values())), str):
+            raise RecipeError("caption_keywords: a list of words, or {file: WORDS.txt}, or {list: NAME} "
+                              "(named lists: imagenet-1k)")
+        if "list" in v:
+            from .wordlists import NAMED
+
+            if v["list"] not in NAMED:
+                raise RecipeError(f"caption_keywords: unknown list {v['list']!r} (named lists: {', '.join(NAMED)})")
+    else:
+        _strings(v, "caption_keywords")
 
 
-def _keyword_pattern(p) -> str:
-    alts = "|".join(re.escape(w) for w in _strings(p["caption_keywords"], "caption_keywords"))
+def _keyword_words(p, base: Path | None = None) -> list[str]:
+    v = p["caption_keywords"]
+    if isinstance(v, dict):
+        from .wordlists import words
+
+        return words(v.get("list") or v["file"], base)
+    return _strings(v, "caption_keywords")
+
+
+def _keyword_pattern(p, base: Path | None = None) -> str:
+    # longest first, so a phrase wins over a word it starts with
+    alts = "|".join(re.escape(w) for w in sorted(set(_keyword_words(p, base)), key=lambda w: (-len(w), w)))
     return rf"\b(?:{alts})\b" if p.get("whole_words", True) else f"(?:{alts})"
 
 
 def _name_keywords(p) -> str:
-    words = _strings(p["caption_keywords"], "caption_keywords")
+    v = p["caption_keywords"]
     verb = "has" if p.get("action", "drop") == "keep" else "lacks"
+    if isinstance(v, dict):
+        return f"caption {verb} a word of {v.get('list') or Path(v['file']).name}"
+    words = _strings(v, "caption_keywords")
     return f"caption {verb} {', '.join(words[:3])}{'...' if len(words) > 3 else ''}"
 
 
@@ -375,6 +399,50 @@ def _keep_top(p) -> pl.Expr:
     return c.rank("ordinal", descending=True) <= k
 
 
+# image clusters near a reference (DataComp's image-based filter) ------------------------------------
+def _check_image_clusters(p):
+    v = p["image_clusters"]
+    if isinstance(v, dict):
+        if len(v) != 1 or not set(v) <= {"file", "list"} or not isinstance(next(iter(v.values())), str):
+            raise RecipeError("image_clusters: a reference: REF.npy (embeddings), a list of prompts, or "
+                              "{list: imagenet-1k} / {file: CLASSES.txt} (class names put into `template`)")
+    else:
+        _strings(v, "image_clusters")
+    if "k" in p and (not isinstance(p["k"], int) or isinstance(p["k"], bool) or p["k"] < 2):
+        raise RecipeError(f"image_clusters: k must be an integer >= 2, got {p['k']!r}")
+    if "sample" in p and (not isinstance(p["sample"], int) or isinstance(p["sample"], bool) or p["sample"] < 2):
+        raise RecipeError(f"image_clusters: sample must be an integer >= 2, got {p['sample']!r}")
+    if "seed" in p and (not isinstance(p["seed"], int) or isinstance(p["seed"], bool) or p["seed"] < 0):
+        raise RecipeError(f"image_clusters: seed must be an integer >= 0, got {p['seed']!r}")
+    if "template" in p and (not isinstance(p["template"], str) or "{}" not in p["template"]):
+        raise RecipeError("image_clusters: template must be a string holding {} (e.g. 'a photo of a {}.')")
+
+
+def _cluster_request(p) -> dict:
+    v = p["image_clusters"]
+    req = {"scorer": "image_clusters", "k": p.get("k"), "sample": p.get("sample"), "seed": p.get("seed", 0)}
+    if isinstance(v, dict):
+        req.update(names=v.get("list") or v["file"], template=p.get("template", "a photo of a {}."))
+    else:
+        v = _strings(v, "image_clusters")
+        if all(x.endswith(".npy") for x in v):
+            req["files"] = v
+        else:
+            req["texts"] = v
+    return req
+
+
+def _cluster_column(p) -> str:
+    return "imgclust_" + _digest(_cluster_request(p))
+
+
+def _name_image_clusters(p) -> str:
+    v = p["image_clusters"]
+    what = (v.get("list") or Path(v["file"]).name) if isinstance(v, dict) else (
+        ", ".join(_strings(v, "image_clusters")[:2]) + ("..." if len(_strings(v, "image_clusters")) > 2 else ""))
+    return f"image cluster near {what}" + (f" (k={p['k']})" if "k" in p else "")
+
+
 def _check_rows(p, key):
     rows = p[key]
     if not isinstance(rows, list) or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in rows):
@@ -416,13 +484,17 @@ RULES: dict[str, dict] = {
                            lambda p: f"caption {'matches' if p.get('action', 'drop') == 'keep' else 'does not match'} /{p['caption_regex']}/",
                            lambda p: [p.get("column", "caption")]),
     "caption_keywords": _spec("caption_keywords", {"action", "case_sensitive", "whole_words", "column"}, _check_keywords,
-                              lambda p: _matches(p, _keyword_pattern(p)), _name_keywords,
+                              lambda p, base=None: _matches(p, _keyword_pattern(p, base)), _name_keywords,
                               lambda p: [p.get("column", "caption")]),
     "image_size": _spec("image_size", set(), _check_size, _keep_size, _name_size, lambda p: ["width", "height"]),
     "language": _spec("language", {"min_confidence"}, _check_language, _keep_language,
                       lambda p: f"language in {_strings(p['language'], 'language')}",
                       lambda p: ["language"] + (["language_confidence"] if "min_confidence" in p else []),
                       score=lambda p: [{"scorer": "language"}]),
+    "image_clusters": _spec("image_clusters", {"k", "sample", "seed", "template"}, _check_image_clusters,
+                            lambda p: pl.col(_cluster_column(p) + "_near"), _name_image_clusters,
+                            lambda p: [_cluster_column(p), _cluster_column(p) + "_near"],
+                            score=lambda p: [{**_cluster_request(p), "column": _cluster_column(p)}]),
     "drop_rows": _spec("drop_rows", set(), lambda p: _check_rows(p, "drop_rows"),
                        lambda p: ~pl.col(ROW).is_in(p["drop_rows"]),
                        lambda p: f"drop {len(p['drop_rows'])} listed rows", lambda p: [ROW]),
@@ -431,6 +503,7 @@ RULES: dict[str, dict] = {
                        lambda p: f"keep only {len(p['keep_rows'])} listed rows", lambda p: [ROW]),
 }
 _KIND_OF = {k: kind for kind, spec in RULES.items() for k in (spec["key"], *spec["aliases"])}
+_USES_BASE = {"caption_keywords"}  # kinds whose keep expression reads a file
 
 
 def rule_kind(d: dict) -> str:
@@ -482,9 +555,12 @@ class Rule:
         """The score columns this rule reads that must be computed (empty for metadata rules)."""
         return RULES[self.kind]["score"](self.params)
 
-    def keep(self) -> pl.Expr:
-        """True where the row passes this rule (nulls count as failing)."""
-        return RULES[self.kind]["keep"](self.params).fill_null(False)
+    def keep(self, base: Path | None = None) -> pl.Expr:
+        """True where the row passes this rule (nulls count as failing); `base`: the folder relative
+        files (word lists) resolve against (the recipe file's)."""
+        keep = RULES[self.kind]["keep"]
+        expr = keep(self.params, base) if self.kind in _USES_BASE else keep(self.params)
+        return expr.fill_null(False)
 
     def to_dict(self) -> dict:
         d = dict(self.params)
@@ -560,13 +636,18 @@ class Recipe:
         d = self.to_dict()
         if self.base is not None:
             for r in d["rules"]:
-                for key in ("prompt_embedding", "head"):
+                for key in ("prompt_embedding", "head", "image_clusters"):
                     v = r.get(key)
                     if isinstance(v, str) and (Path(v).suffix and not Path(v).is_absolute()) and (self.base / v).exists():
                         r[key] = os.path.relpath(self.base / v, path.resolve().parent)
                     elif isinstance(v, list):
                         r[key] = [os.path.relpath(self.base / f, path.resolve().parent)
                                   if not Path(f).is_absolute() and (self.base / f).exists() else f for f in v]
+                for key in ("caption_keywords", "image_clusters"):  # {file: WORDS.txt}
+                    v = r.get(key)
+                    if isinstance(v, dict) and "file" in v and not Path(v["file"]).is_absolute() \
+                            and (self.base / v["file"]).exists():
+                        r[key] = {"file": os.path.relpath(self.base / v["file"], path.resolve().parent)}
         if path.suffix == ".json":
             text = json.dumps(d, indent=2) + "\n"
         else:
@@ -660,7 +741,7 @@ def evaluate(frame: pl.LazyFrame | pl.DataFrame, recipe: Recipe, where: str | No
     if missing:
         raise RecipeError(f"recipe {recipe.name!r} needs column(s) {missing}, which the data lacks "
                           f"(it has: {', '.join(sorted(have))})", where)
-    keeps = [r.keep().alias(f"__keep{i}") for i, r in enumerate(recipe.rules)]
+    keeps = [r.keep(recipe.base).alias(f"__keep{i}") for i, r in enumerate(recipe.rules)]
     try:
         df = lf.select(pl.col(ROW), *keeps).collect()
     except pl.exceptions.PolarsError as exc:
@@ -739,6 +820,41 @@ PRESETS: dict[str, dict] = {
         "description": "DataComp clip_score: the top 30% by ViT-L/14 image-text cosine (open a DataComp pool with "
                        "model l14; for the ViT-B/32 variant use the preset datacomp-clip-score-b32)",
         "rules": [{"top_fraction": 0.30, "by": "similarity"}],
+    },
+    "datacomp-text-based": {
+        "name": "datacomp-text-based",
+        "description": "DataComp text-based: English captions of > 2 words and > 5 chars that name an ImageNet class "
+                       "(whole words, any case). DataComp matched ImageNet-21k synset names; this list is "
+                       "ImageNet-1k's 1,000 class names (give your own with caption_keywords: {file: WORDS.txt})",
+        "rules": [
+            {"language": ["en"]},
+            {"caption_length": {"min_words": 3, "min_chars": 6}},
+            {"caption_keywords": {"list": "imagenet-1k"}, "action": "keep"},
+        ],
+    },
+    "datacomp-image-based": {
+        "name": "datacomp-image-based",
+        "description": "DataComp image-based: English captions of > 2 words and > 5 chars, and an image in a k-means "
+                       "cluster (k = rows/128, at most 100,000) that is the nearest centroid of some ImageNet "
+                       "reference. DataComp used ImageNet-1k train image embeddings and clustered after the caption "
+                       "filter; this preset uses the text embeddings of 'a photo of a {class}.' for the 1,000 classes "
+                       "and clusters all rows (give image embeddings with image_clusters: REF.npy)",
+        "rules": [
+            {"language": ["en"]},
+            {"caption_length": {"min_words": 3, "min_chars": 6}},
+            {"image_clusters": {"list": "imagenet-1k"}},
+        ],
+    },
+    "datacomp-image-clip-score": {
+        "name": "datacomp-image-clip-score",
+        "description": "DataComp-1B's recipe: image-based AND clip_score (top 30% by ViT-L/14 image-text cosine, "
+                       "ranked over all rows)",
+        "rules": [
+            {"language": ["en"]},
+            {"caption_length": {"min_words": 3, "min_chars": 6}},
+            {"image_clusters": {"list": "imagenet-1k"}},
+            {"top_fraction": 0.30, "by": "similarity"},
+        ],
     },
     "datacomp-clip-score-b32": {
         "name": "datacomp-clip-score-b32",

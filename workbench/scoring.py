@@ -306,6 +306,14 @@ def scorer_for(request: dict, collection, encoder=None, base: Path | None = None
         return SemanticDedupScorer(request["column"], request["threshold"], request["embeddings"], request["method"])
     if kind == "similarity":
         return SimilarityScorer(request.get("column", "similarity"))
+    if kind == "image_clusters":
+        from .clusters import ReferenceClusterScorer
+
+        return ReferenceClusterScorer(request["column"], k=request.get("k"), files=request.get("files"),
+                                      texts=request.get("texts"), names=request.get("names"),
+                                      template=request.get("template", "a photo of a {}."),
+                                      sample=request.get("sample"), seed=request.get("seed", 0), encoder=encoder,
+                                      base=base)
     raise RecipeError(f"no scorer for {kind!r}")
 
 
@@ -359,4 +367,5 @@ def apply(collection, recipe, encoder=None, cache: bool = True, progress: bool =
 def needs_text_encoder(recipe) -> bool:
     """Whether applying `recipe` embeds text prompts (and so needs a text tower)."""
     return any(q["scorer"] in ("laion400m-nsfw", "safety") or (q["scorer"] == "prompt" and (q.get("texts") or q.get("negatives")))
+               or (q["scorer"] == "image_clusters" and not q.get("files"))
                for q in recipe.score_requests())
