@@ -484,6 +484,40 @@ def test_mix_verb(demo_world, tmp_path):
     assert rc == 0 and json.loads(out)["n"] == 100, err
 
 
+def test_mix_verb_from_a_proxy_task(demo_world, tmp_path):
+    import polars as pl
+
+    from workbench.demo import load_ground_truth
+
+    truth = load_ground_truth(demo_world).filter(pl.col("objects").list.len() == 1)
+    truth.select("row", pl.col("objects").list.first().alias("class")).head(400).write_parquet(tmp_path / "held.parquet")
+    rc, out, err = run("mix", demo_world, "--column", "similarity,punsafe", "--proxy", tmp_path / "held.parquet",
+                       "--steps", 20, "--out", tmp_path / "mix.parquet", "--json")
+    assert rc == 0, err
+    res = json.loads(out)
+    assert res["method"] == "proxy" and res["weights"]["similarity"] > 0 and res["bias"] == 0
+    assert res["proxy"]["heldout"] == 400 and res["proxy"]["check_loss_mix"] < res["proxy"]["check_loss_uniform"]
+    assert pl.read_parquet(tmp_path / "mix.parquet").columns == ["row", "mix"]
+    rc, out, err = run("mix", demo_world, "--column", "similarity", "--proxy", tmp_path / "held.parquet",
+                       "--steps", 2, "--template", "a {} photo", "--out", tmp_path / "m2.parquet")
+    assert rc == 0 and "zero-shot loss" in out and "mix = " in out, err
+    rc, _, err = run("mix", demo_world, "--column", "similarity", "--out", tmp_path / "m3.parquet")
+    assert rc == 2 and "--labels" in err and "--proxy" in err
+    rc, _, err = run("mix", demo_world, "--column", "similarity", "--proxy", tmp_path / "held.parquet",
+                     "--template", "no slot", "--out", tmp_path / "m3.parquet")
+    assert rc == 2 and "template" in err and not (tmp_path / "m3.parquet").exists()
+
+
+def test_apply_datacomp_baselines(demo_world):
+    kept = {}
+    for name in ("datacomp-basic", "datacomp-text-based", "datacomp-image-based", "datacomp-image-clip-score"):
+        rc, out, err = run("apply", name, demo_world, "--dry-run", "--json")
+        assert rc == 0, err
+        kept[name] = json.loads(out)["kept"]
+    assert 0 < kept["datacomp-image-clip-score"] < kept["datacomp-image-based"] < 6000
+    assert 0 < kept["datacomp-text-based"] < 6000
+
+
 def test_export_verb_writes_a_sample(demo_world, tmp_path):
     import polars as pl
 

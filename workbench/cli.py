@@ -388,9 +388,19 @@ def _cmd_mix(args) -> int:
     missing = [x for x in columns if x not in have]
     if missing:
         raise WorkbenchError(f"no column(s) {missing} (columns: {', '.join(sorted(have))})", c.path)
-    labels = _read_parquet(args.labels, "labels")
+    if (args.labels is None) == (args.proxy is None):
+        raise WorkbenchError("give --labels (row, label) or --proxy (a held-out set: row or embedding, class), one of them")
     frame = lf.select(["row"] + columns).collect()
-    mix = learn_mix(frame, labels, columns, seed=args.seed)
+    if args.labels is not None:
+        mix = learn_mix(frame, _read_parquet(args.labels, "labels"), columns, seed=args.seed)
+    else:
+        from .prompts import text_encoder
+        from .proxymix import learn_mix_proxy, proxy_task
+
+        held = _read_parquet(args.proxy, "held-out set")
+        encoder = _encoder(args, c) or text_encoder(c)
+        task = proxy_task(c, held, encoder, template=args.template)
+        mix = learn_mix_proxy(c, frame, columns, task, pool=args.pool, steps=args.steps, seed=args.seed)
     out = Path(args.out)
     tmp = out.with_name(out.name + ".partial")
     pl.DataFrame({"row": frame["row"], args.name: mix.score(frame)}).write_parquet(tmp)
@@ -400,7 +410,14 @@ def _cmd_mix(args) -> int:
         print(json.dumps(res))
     else:
         print(f"{args.name} = " + " ".join(f"{w:+.3f} x z({col})" for col, w in res["weights"].items()) + f" {mix.bias:+.3f}")
-        cv = mix.cv
+        cv, px = mix.cv, mix.proxy
+        if px:
+            print(f"  proxy task: {px['heldout']:,} held-out images of {px['classes']} classes, {px['pool_rows']:,} pool rows, "
+                  f"{px['steps']} steps")
+            print(f"  zero-shot loss on the held-out check half ({px['check']:,} images) after one step: "
+                  f"uniform weights {px['check_loss_uniform']:.4f}, mix weights {px['check_loss_mix']:.4f} "
+                  f"(no step: {px['check_loss_reference']:.4f}); accuracy {100 * px['check_accuracy_uniform']:.1f}% vs "
+                  f"{100 * px['check_accuracy_mix']:.1f}%")
         if "auc_mean" in cv:
             print(f"  cross-validated AUC {cv['auc_mean']:.3f} +- {cv['auc_std']:.3f} ({cv['folds']} folds, "
                   f"{cv['labelled']:,} labelled rows, {cv['positives']:,} positive)")
@@ -701,14 +718,20 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(s)
     s.set_defaults(func=_cmd_audit)
 
-    s = sub.add_parser("mix", help="learn one score as a weighted mix of score columns from labelled rows (M-FLYT-style)")
+    s = sub.add_parser("mix", help="learn one score as a weighted mix of score columns (M-FLYT-style), from labelled "
+                                   "rows or from a zero-shot proxy task")
     s.add_argument("path", help="the collection")
     s.add_argument("--column", action="append", required=True, help="a score column to mix (repeatable or comma-separated)")
-    s.add_argument("--labels", required=True, help="a parquet: row, label (1 good / 0 bad)")
+    s.add_argument("--labels", help="a parquet: row, label (1 good / 0 bad): logistic regression")
+    s.add_argument("--proxy", help="a parquet: class and row (rows of the collection, left out of the pool) or embedding "
+                                   "(a list of floats per image): the FLYT objective on zero-shot classification")
+    s.add_argument("--template", default="a photo of a {}.", help="class prompt for --proxy ({} = the class name)")
+    s.add_argument("--pool", type=int, default=50_000, help="pool rows sampled for --proxy (50000)")
+    s.add_argument("--steps", type=int, default=200, help="optimisation steps for --proxy (200)")
     s.add_argument("--scores", help="a parquet with row + score columns (e.g. from workbench score --out)")
     s.add_argument("--name", default="mix", help="the new column's name (mix)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--model", help="DataComp pools: b32 or l14")
+    _model_args(s)
     s.add_argument("--out", required=True, help="the parquet to write: row + the new column")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_mix)

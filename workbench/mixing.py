@@ -3,6 +3,9 @@
     mix = learn_mix(frame, labels, ["similarity", "aesthetic", "punsafe"])
     mix.weights            # per column, in standard deviations of that column
     scores = mix.score(frame)
+    mix.table()            # the weights as a table (a notebook shows the mix as one)
+
+A mix can also be learned without labels, from a proxy task on embeddings: :mod:`workbench.proxymix`.
 
 M-FLYT trains its mixing layer with the FLYT objective (a downstream zero-shot loss through a
 reference CLIP's update), which needs training runs. Here the layer is learned from the
@@ -27,7 +30,8 @@ class Mix:
     bias: float
     means: np.ndarray
     stds: np.ndarray
-    cv: dict = field(default_factory=dict)  # folds, auc_mean, auc_std, labelled, positives
+    cv: dict = field(default_factory=dict)  # from labels: folds, auc_mean, auc_std, labelled, positives
+    proxy: dict = field(default_factory=dict)  # from a proxy task (workbench.proxymix): its held-out check
 
     def score(self, frame: pl.DataFrame) -> np.ndarray:
         x = _matrix(frame, self.columns)
@@ -35,8 +39,29 @@ class Mix:
         return z @ self.weights + self.bias
 
     def describe(self) -> dict:
-        return {"columns": self.columns, "weights": {c: float(w) for c, w in zip(self.columns, self.weights)},
-                "bias": self.bias, "means": self.means.tolist(), "stds": self.stds.tolist(), "cv": self.cv}
+        out = {"method": "proxy" if self.proxy else "labels", "columns": self.columns,
+               "weights": {c: float(w) for c, w in zip(self.columns, self.weights)},
+               "bias": self.bias, "means": self.means.tolist(), "stds": self.stds.tolist()}
+        out.update({"proxy": self.proxy} if self.proxy else {"cv": self.cv})
+        return out
+
+    def table(self) -> pl.DataFrame:
+        """One row per column: its weight per standard deviation, the mean and sd it is standardised
+        with, and the share of the total absolute weight."""
+        a = np.abs(self.weights)
+        share = a / a.sum() if a.sum() > 0 else np.zeros_like(a)
+        return pl.DataFrame({"column": self.columns, "weight_per_sd": self.weights, "mean": self.means,
+                             "sd": self.stds, "share": share})
+
+    def _repr_html_(self) -> str:
+        import html
+
+        rows = "".join(f"<tr><td>{html.escape(r['column'])}</td><td>{r['weight_per_sd']:+.3f}</td>"
+                       f"<td>{r['mean']:.4g}</td><td>{r['sd']:.4g}</td><td>{100 * r['share']:.0f}%</td></tr>"
+                       for r in self.table().to_dicts())
+        how = "learned from a proxy task" if self.proxy else "learned from labels"
+        return (f"<b>score mix ({how})</b><table><tr><th>column</th><th>weight / sd</th><th>mean</th><th>sd</th>"
+                f"<th>share</th></tr>{rows}</table>")
 
 
 def _matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
