@@ -150,3 +150,23 @@ def test_umap_replaces_the_quick_view(demo_world):
     assert bg.map.data.method == "pca" and "PCA" in bg.map.info.value and bg.umap_thread is not None
     assert bg.wait_for_map(300) and bg.map.data.method == "umap" and "UMAP" in bg.map.info.value
     assert bg.map.status.value == ""
+
+
+def test_mix_view_shows_the_weights_and_the_check(demo_world):
+    from widgets.mixview import check_html, mix_view, weights_figure
+    from workbench.mixing import learn_mix
+
+    c = workbench.open_collection(demo_world)
+    frame = c.metadata.select("row", "similarity", "punsafe").collect()
+    truth = load_ground_truth(demo_world)
+    labels = pl.DataFrame({"row": truth["row"][:400], "label": (~truth["is_unsafe"].cast(pl.Boolean))[:400].cast(pl.Int8)})
+    mix = learn_mix(frame, labels, ["similarity", "punsafe"])
+    fig = weights_figure(mix)
+    assert list(fig.data[0].y) == ["similarity", "punsafe"] and fig.data[0].x[1] < 0
+    assert "cross-validated AUC" in check_html(mix)
+    box = mix_view(mix)
+    assert "weight / sd" in box.children[0].value and "punsafe" in box.children[0].value
+    mix.proxy = {"heldout": 10, "classes": 2, "pool_rows": 100, "steps": 3, "check": 5, "check_loss_uniform": 0.5,
+                 "check_loss_mix": 0.25, "check_loss_reference": 0.1, "check_accuracy_uniform": 0.8,
+                 "check_accuracy_mix": 0.9}
+    assert "0.2500" in check_html(mix) and "FLYT" in check_html(mix)
