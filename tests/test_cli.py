@@ -510,7 +510,7 @@ def test_mix_verb_from_a_proxy_task(demo_world, tmp_path):
 
 def test_apply_datacomp_baselines(demo_world):
     kept = {}
-    for name in ("datacomp-basic", "datacomp-text-based", "datacomp-image-based", "datacomp-image-clip-score"):
+    for name in ("datacomp-basic", "datacomp-laion2b", "datacomp-text-based", "datacomp-image-based", "datacomp-image-clip-score"):
         rc, out, err = run("apply", name, demo_world, "--dry-run", "--json")
         assert rc == 0, err
         kept[name] = json.loads(out)["kept"]

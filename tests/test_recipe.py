@@ -278,6 +278,7 @@ def test_image_clusters_rules_parse_and_name_their_columns(tmp_path):
 def test_datacomp_presets(world):
     d = {n: preset(n).to_dict()["rules"] for n in PRESETS}
     basic_text = [{"language": ["en"]}, {"caption_length": {"min_words": 3, "min_chars": 6}}]
+    assert d["datacomp-laion2b"] == [{"language": ["en"]}, {"column": "similarity", "min": 0.28}]
     assert d["datacomp-text-based"] == basic_text + [{"caption_keywords": {"list": "imagenet-1k"}, "action": "keep"}]
     assert d["datacomp-image-based"] == basic_text + [{"image_clusters": {"list": "imagenet-1k"}}]
     assert d["datacomp-image-clip-score"] == d["datacomp-image-based"] + [{"top_fraction": 0.30, "by": "similarity"}]

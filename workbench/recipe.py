@@ -821,6 +821,12 @@ PRESETS: dict[str, dict] = {
                        "model l14; for the ViT-B/32 variant use the preset datacomp-clip-score-b32)",
         "rules": [{"top_fraction": 0.30, "by": "similarity"}],
     },
+    "datacomp-laion2b": {
+        "name": "datacomp-laion2b",
+        "description": "DataComp's LAION-2B filter: English caption (fastText language ID) and ViT-B/32 image-text "
+                       "cosine >= 0.28 (open a DataComp pool with model b32)",
+        "rules": [{"language": ["en"]}, {"column": "similarity", "min": 0.28}],
+    },
     "datacomp-text-based": {
         "name": "datacomp-text-based",
         "description": "DataComp text-based: English captions of > 2 words and > 5 chars that name an ImageNet class "
