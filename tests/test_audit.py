@@ -41,3 +41,40 @@ def test_query_unsafe_shares(demo_world):
         assert t[col].is_between(0, 1).all()
     # the demo world plants unsafe rows the unsafe prompt finds: its top-k is more unsafe than a cat's
     assert t["unsafe_share"][1] > t["unsafe_share"][0]
+
+
+def test_threshold_sweep_counts_by_hand():
+    from workbench.audit import threshold_sweep
+
+    values = [0.1, 0.2, 0.3, 0.4, None, float("nan")]
+    pos = [True, False, True, False, True, False]
+    t = threshold_sweep(values, pos, [0.25, 0.5, 0.0])
+    assert t["removed"].to_list() == [4, 6, 2]  # missing values are removed, as a recipe does
+    assert t["positives_removed"].to_list() == [2, 3, 1]
+    assert t["precision"].to_list() == [0.5, 0.5, 0.5]
+    assert t["recall"].to_list() == pytest.approx([2 / 3, 1.0, 1 / 3])
+    assert t["positive_share_kept"].to_list()[:1] == [0.5] and t["positive_share_kept"][1] is None
+    up = threshold_sweep([0.9, 0.1, 0.6], [True, False, False], [0.5], remove="above")
+    assert up.row(0, named=True) | {} == {"threshold": 0.5, "removed": 2, "removed_share": 2 / 3, "positives_removed": 1,
+                                          "precision": 0.5, "recall": 1.0, "positive_share_kept": 0.0}
+    with pytest.raises(WorkbenchError, match="aligned"):
+        threshold_sweep([0.1], [True, False], [0.2])
+    with pytest.raises(WorkbenchError, match="below or above"):
+        threshold_sweep([0.1], [True], [0.2], remove="under")
+    with pytest.raises(WorkbenchError, match="thresholds"):
+        threshold_sweep([0.1], [True], [])
+
+
+def test_the_similarity_cut_on_the_demo_world_removes_unsafe_rows_only_weakly(demo_world):
+    """The lesson of the audit, measured: a similarity cut is not a safety filter."""
+    from workbench.audit import threshold_sweep
+    from workbench.demo import load_ground_truth
+
+    c = workbench.open_collection(demo_world)
+    sim = c.metadata.select("similarity").collect()["similarity"]
+    unsafe = load_ground_truth(demo_world)["is_unsafe"]
+    t = threshold_sweep(sim, unsafe, [0.2, 0.3])
+    base = unsafe.mean()
+    # at the 0.3 cut, unsafe rows are removed at well under twice the rate of the rest: not targeted
+    assert t["precision"][1] < 2 * base and t["recall"][1] < 2 * t["removed_share"][1]
+    assert t["removed"][0] < t["removed"][1]

@@ -2,6 +2,7 @@
 
     keyword_table(c, ["desi", "aunty"])      # term -> rows whose caption has it, explicit share, tags
     query_unsafe(c, ["beautiful"], enc, k=100)  # the top-k rows of a text query and their unsafe share
+    threshold_sweep(sim, truth_unsafe, [0.26, 0.28, 0.30])  # what a cut removes: precision and recall
 
 The paper counted, for rows whose caption contains a term, the share that carry an explicit
 keyword in their URL or caption (:data:`EXPLICIT_KEYWORDS`, matched case-insensitively as plain
@@ -114,3 +115,39 @@ def query_unsafe(collection, queries, encoder, k: int = 100, unsafe_column: str 
             rec["explicit_share"] = float(got.select(_contains_any(text_col, keywords)).to_series().mean()) if got.height else None
         out.append(rec)
     return pl.DataFrame(out)
+
+
+def threshold_sweep(values, positive, thresholds, remove: str = "below") -> pl.DataFrame:
+    """How a score threshold trades removal of flagged rows against removal of everything else.
+
+    For each threshold ``t``, rows are removed when their value is below ``t`` (``remove="below"``,
+    e.g. an image-text similarity cut) or above it (``"above"``, e.g. punsafe); a missing value
+    (NaN/null) is removed, as a recipe rule does. `positive` marks the rows one wants gone
+    (ground truth, or labels). Columns: ``threshold``, ``removed``, ``removed_share``,
+    ``positives_removed``, ``precision`` (positives among removed; null when nothing is removed),
+    ``recall`` (removed among positives; null without positives) and ``positive_share_kept``
+    (positives among the kept rows; null when nothing is kept)."""
+    if remove not in ("below", "above"):
+        raise WorkbenchError(f"remove must be below or above, got {remove!r}")
+    v = np.asarray(pl.Series(values).cast(pl.Float64).fill_null(float("nan")).to_numpy(), dtype=np.float64)
+    pos = np.asarray(pl.Series(positive).cast(pl.Boolean).fill_null(False).to_numpy(), dtype=bool)
+    if len(v) != len(pos):
+        raise WorkbenchError(f"values ({len(v)}) and positive ({len(pos)}) must be aligned, one per row")
+    ts = np.asarray(list(thresholds), dtype=np.float64)
+    if not len(ts) or not np.all(np.isfinite(ts)):
+        raise WorkbenchError("give one or more finite thresholds")
+    missing = ~np.isfinite(v)
+    n, n_pos = len(v), int(pos.sum())
+    recs = []
+    for t in ts:
+        with np.errstate(invalid="ignore"):
+            gone = missing | ((v < t) if remove == "below" else (v > t))
+        r, tp = int(gone.sum()), int((gone & pos).sum())
+        kept, kept_pos = n - r, n_pos - tp
+        recs.append({"threshold": float(t), "removed": r, "removed_share": r / n if n else None,
+                     "positives_removed": tp, "precision": tp / r if r else None,
+                     "recall": tp / n_pos if n_pos else None,
+                     "positive_share_kept": kept_pos / kept if kept else None})
+    return pl.DataFrame(recs, schema={"threshold": pl.Float64, "removed": pl.Int64, "removed_share": pl.Float64,
+                                      "positives_removed": pl.Int64, "precision": pl.Float64, "recall": pl.Float64,
+                                      "positive_share_kept": pl.Float64})
