@@ -170,3 +170,17 @@ def test_mix_view_shows_the_weights_and_the_check(demo_world):
                  "check_loss_mix": 0.25, "check_loss_reference": 0.1, "check_accuracy_uniform": 0.8,
                  "check_accuracy_mix": 0.9}
     assert "0.2500" in check_html(mix) and "FLYT" in check_html(mix)
+
+
+def test_save_png_writes_a_static_figure(tmp_path):
+    import plotly.graph_objects as go
+
+    from widgets.figures import save_png
+
+    fig = go.Figure(go.Bar(x=["a", "b"], y=[1, 2]))
+    assert save_png(fig, "f", None) is fig and not any(tmp_path.iterdir())
+    assert save_png(fig, "bars", tmp_path / "figs") is fig
+    png = (tmp_path / "figs" / "bars.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and [p.name for p in (tmp_path / "figs").iterdir()] == ["bars.png"]
+    with pytest.raises(ValueError, match="letters"):
+        save_png(fig, "../x", tmp_path)
