@@ -262,6 +262,7 @@ def test_image_clusters_rules_parse_and_name_their_columns(tmp_path):
     for bad, msg in (({"image_clusters": {"list": "x", "file": "y"}}, "a reference"),
                      ({"image_clusters": "r.npy", "k": 1}, "k must be"),
                      ({"image_clusters": "r.npy", "seed": -1}, "seed must be"),
+                     ({"image_clusters": {"list": "imagenet-21k"}}, "unknown list"),
                      ({"image_clusters": {"list": "imagenet-1k"}, "template": "a photo"}, "template")):
         with pytest.raises(RecipeError, match=msg):
             Rule.parse(bad)

@@ -175,18 +175,15 @@ class ReferenceClusterScorer(Scorer):
         self._ref_id: dict = {}
 
     def prepare(self, collection) -> None:
-        from pathlib import Path
-
-        from .prompts import file_sha256, load_prompt_embedding, text_encoder
+        from .prompts import load_prompt_embeddings, text_encoder
 
         check_kind(collection, "image", "image-based clusters")
         _int("k", self.k, 1, allow_none=True)
         _int("sample", self.sample, 1, allow_none=True)
         _int("seed", self.seed, 0)
         if self.files:
-            paths = [Path(f) if Path(f).is_absolute() or self.base is None else Path(self.base) / f for f in self.files]
-            self.reference = np.concatenate([load_prompt_embedding(p, collection.dim) for p in paths])
-            self._ref_id = {"files_sha256": [file_sha256(p) for p in paths]}
+            self.reference, sha = load_prompt_embeddings(self.files, self.base, collection.dim)
+            self._ref_id = {"files_sha256": sha}
             return
         if self.names is not None:
             from .wordlists import words

@@ -91,6 +91,13 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def load_prompt_embeddings(files, base: Path | None, dim: int | None) -> tuple[np.ndarray, list[str]]:
+    """The stacked unit rows of several prompt-embedding files (relative ones resolve against `base`,
+    the recipe's folder) and each file's sha256."""
+    paths = [Path(f) if Path(f).is_absolute() or base is None else Path(base) / f for f in files]
+    return np.concatenate([load_prompt_embedding(p, dim) for p in paths]), [file_sha256(p) for p in paths]
+
+
 def load_prompt_embedding(path: str | Path, dim: int | None) -> np.ndarray:
     """A ``(k, d)`` float32 array of unit rows from a ``.npy`` file of shape ``(d,)`` or ``(k, d)``."""
     path = Path(path)

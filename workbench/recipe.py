@@ -266,20 +266,29 @@ def _matches(p, pattern: str) -> pl.Expr:
     return ~hit if p.get("action", "drop") == "drop" else hit
 
 
+def _check_word_source(v, what: str, usage: str) -> None:
+    """A list of strings, or {file: WORDS.txt}, or {list: NAME} (a named list of workbench.wordlists)."""
+    if not isinstance(v, dict):
+        _strings(v, what)
+        return
+    if len(v) != 1 or not set(v) <= {"file", "list"} or not isinstance(next(iter(v.values())), str):
+        raise RecipeError(f"{what}: {usage}")
+    if "list" in v:
+        from .wordlists import NAMED
+
+        if v["list"] not in NAMED:
+            raise RecipeError(f"{what}: unknown list {v['list']!r} (named lists: {', '.join(NAMED)})")
+
+
+def _check_int(p, key: str, low: int, what: str) -> None:
+    if key in p and (not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < low):
+        raise RecipeError(f"{what}: {key} must be an integer >= {low}, got {p[key]!r}")
+
+
 def _check_keywords(p):
     _check_action(p, "caption_keywords")
-    v = p["caption_keywords"]
-    if isinstance(v, dict):
-        if len(v) != 1 or not set(v) <= {"file", "list"} or not isinstance(next(iter(v.values())), str):
-            raise RecipeError("caption_keywords: a list of words, or {file: WORDS.txt}, or {list: NAME} "
-                              "(named lists: imagenet-1k)")
-        if "list" in v:
-            from .wordlists import NAMED
-
-            if v["list"] not in NAMED:
-                raise RecipeError(f"caption_keywords: unknown list {v['list']!r} (named lists: {', '.join(NAMED)})")
-    else:
-        _strings(v, "caption_keywords")
+    _check_word_source(p["caption_keywords"], "caption_keywords",
+                       "a list of words, or {file: WORDS.txt}, or {list: NAME} (named lists: imagenet-1k)")
 
 
 def _keyword_words(p, base: Path | None = None) -> list[str]:
@@ -401,19 +410,12 @@ def _keep_top(p) -> pl.Expr:
 
 # image clusters near a reference (DataComp's image-based filter) ------------------------------------
 def _check_image_clusters(p):
-    v = p["image_clusters"]
-    if isinstance(v, dict):
-        if len(v) != 1 or not set(v) <= {"file", "list"} or not isinstance(next(iter(v.values())), str):
-            raise RecipeError("image_clusters: a reference: REF.npy (embeddings), a list of prompts, or "
-                              "{list: imagenet-1k} / {file: CLASSES.txt} (class names put into `template`)")
-    else:
-        _strings(v, "image_clusters")
-    if "k" in p and (not isinstance(p["k"], int) or isinstance(p["k"], bool) or p["k"] < 2):
-        raise RecipeError(f"image_clusters: k must be an integer >= 2, got {p['k']!r}")
-    if "sample" in p and (not isinstance(p["sample"], int) or isinstance(p["sample"], bool) or p["sample"] < 2):
-        raise RecipeError(f"image_clusters: sample must be an integer >= 2, got {p['sample']!r}")
-    if "seed" in p and (not isinstance(p["seed"], int) or isinstance(p["seed"], bool) or p["seed"] < 0):
-        raise RecipeError(f"image_clusters: seed must be an integer >= 0, got {p['seed']!r}")
+    _check_word_source(p["image_clusters"], "image_clusters",
+                       "a reference: REF.npy (embeddings), a list of prompts, or {list: imagenet-1k} / "
+                       "{file: CLASSES.txt} (class names put into `template`)")
+    _check_int(p, "k", 2, "image_clusters")
+    _check_int(p, "sample", 2, "image_clusters")
+    _check_int(p, "seed", 0, "image_clusters")
     if "template" in p and (not isinstance(p["template"], str) or "{}" not in p["template"]):
         raise RecipeError("image_clusters: template must be a string holding {} (e.g. 'a photo of a {}.')")
 

@@ -19,7 +19,7 @@ import polars as pl
 from .errors import WorkbenchError
 from .heads import ModelMismatchError, load_head
 from .kernels import normalize_rows
-from .prompts import (file_sha256, laion400m_prompts, laion400m_rule, load_prompt_embedding, safety_concepts,
+from .prompts import (file_sha256, laion400m_prompts, laion400m_rule, load_prompt_embeddings, safety_concepts,
                       safety_margin)
 
 
@@ -159,9 +159,7 @@ class PromptScorer(Scorer):
         what = f"prompt {self.texts or self.files}"
         _dim_check(collection, collection.dim or 0, what, self.embeddings)
         if self.files:
-            paths = [Path(f) if Path(f).is_absolute() or self.base is None else self.base / f for f in self.files]
-            self.vectors = np.concatenate([load_prompt_embedding(p, collection.dim) for p in paths])
-            self._files_sha = [file_sha256(p) for p in paths]
+            self.vectors, self._files_sha = load_prompt_embeddings(self.files, self.base, collection.dim)
         if self.texts or self.negatives:
             if self.encoder is None:
                 from .prompts import text_encoder
