@@ -484,6 +484,26 @@ def test_mix_verb(demo_world, tmp_path):
     assert rc == 0 and json.loads(out)["n"] == 100, err
 
 
+def test_sample_a_top_fraction_equals_the_recipe_rule(demo_world, tmp_path):
+    import polars as pl
+
+    rc, out, err = run("sample", demo_world, "--by", "similarity", "--method", "top", "--fraction", 0.3,
+                       "--out", tmp_path / "top.parquet", "--json")
+    assert rc == 0, err
+    res = json.loads(out)
+    assert res["n"] == 1800 and res["fraction"] == 0.3
+    (tmp_path / "r.yaml").write_text("rules:\n  - {top_fraction: 0.3, by: similarity}\n")
+    rc, out, err = run("apply", tmp_path / "r.yaml", demo_world, "--dry-run", "--reasons", tmp_path / "gone.parquet")
+    assert rc == 0, err
+    gone = set(pl.read_parquet(tmp_path / "gone.parquet")["row"].to_list())
+    assert set(pl.read_parquet(tmp_path / "top.parquet")["row"].to_list()) == set(range(6000)) - gone
+    rc, _, err = run("sample", demo_world, "--by", "similarity", "--method", "top", "--fraction", 1.5,
+                     "--out", tmp_path / "x.parquet")
+    assert rc == 2 and "--fraction" in err
+    rc, _, err = run("sample", demo_world, "--by", "similarity", "--method", "top", "--out", tmp_path / "x.parquet")
+    assert rc == 2 and "--n" in err and not (tmp_path / "x.parquet").exists()
+
+
 def test_mix_verb_from_a_proxy_task(demo_world, tmp_path):
     import polars as pl
 

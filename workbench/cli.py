@@ -291,7 +291,14 @@ def _cmd_sample(args) -> int:
     if not col.dtype.is_numeric():
         raise WorkbenchError(f"column {args.by!r} is {col.dtype}, not a number", c.path)
     scores = col.cast(pl.Float64).fill_null(float("nan")).to_numpy()
-    counts = sample(scores, args.method, args.n, penalty=args.penalty, cap=args.cap, seed=args.seed, batch=args.batch)
+    n = args.n
+    if args.fraction is not None:
+        import math
+
+        if not 0 < args.fraction <= 1:
+            raise WorkbenchError(f"--fraction must be in (0, 1], got {args.fraction}")
+        n = math.ceil(args.fraction * int(np.isfinite(scores).sum()))
+    counts = sample(scores, args.method, n, penalty=args.penalty, cap=args.cap, seed=args.seed, batch=args.batch)
     rows = np.nonzero(counts)[0]
     out = Path(args.out)
     tmp = out.with_name(out.name + ".partial")
@@ -300,6 +307,8 @@ def _cmd_sample(args) -> int:
     res = {"source": str(c.path), "by": args.by, "method": args.method, "n": int(counts.sum()), "rows": len(c),
            "scored_rows": int(np.isfinite(scores).sum()), "distinct": int(len(rows)),
            "max_count": int(counts.max(initial=0)), "seed": args.seed, "out": str(out)}
+    if args.fraction is not None:
+        res["fraction"] = args.fraction
     if args.method == "soft-cap":
         res["penalty"] = args.penalty
     if args.method == "hard-cap":
@@ -682,7 +691,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path", help="the collection")
     s.add_argument("--by", required=True, help="the score column (metadata, or from --scores)")
     s.add_argument("--method", required=True, choices=("top", "soft-cap", "hard-cap"))
-    s.add_argument("--n", type=int, required=True, help="picks in all (the counts sum to N)")
+    how_many = s.add_mutually_exclusive_group(required=True)
+    how_many.add_argument("--n", type=int, help="picks in all (the counts sum to N)")
+    how_many.add_argument("--fraction", type=float,
+                          help="picks as a share of the scored rows: N = ceil(F x scored rows), 0 < F <= 1 "
+                               "(with --method top, the recipe rule top_fraction's rows)")
     s.add_argument("--penalty", type=float, default=0.15, help="soft-cap: repetition penalty (0.15)")
     s.add_argument("--cap", type=int, default=15, help="hard-cap: most picks of one row (15)")
     s.add_argument("--batch", type=int, default=100_000, help="soft-cap: rows drawn per batch (100,000)")
