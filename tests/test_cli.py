@@ -479,6 +479,10 @@ def test_mix_verb(demo_world, tmp_path):
     assert res["weights"]["punsafe"] < 0 and res["cv"]["auc_mean"] > 0.7
     mixed = pl.read_parquet(tmp_path / "mix.parquet")
     assert mixed.columns == ["row", "mix"] and mixed.height == 6000
+    pl.DataFrame({"row": [0, 1, 2], "label": [1, 1, 1]}).write_parquet(tmp_path / "onekind.parquet")
+    rc, _, err = run("mix", demo_world, "--column", "similarity", "--labels", tmp_path / "onekind.parquet",
+                     "--out", tmp_path / "m.parquet")
+    assert rc == 2 and "onekind.parquet" in err and "both kinds" in err
     rc, out, err = run("sample", demo_world, "--by", "mix", "--scores", tmp_path / "mix.parquet", "--method", "top",
                        "--n", 100, "--out", tmp_path / "top.parquet", "--json")
     assert rc == 0 and json.loads(out)["n"] == 100, err
@@ -526,6 +530,10 @@ def test_mix_verb_from_a_proxy_task(demo_world, tmp_path):
     rc, _, err = run("mix", demo_world, "--column", "similarity", "--proxy", tmp_path / "held.parquet",
                      "--template", "no slot", "--out", tmp_path / "m3.parquet")
     assert rc == 2 and "template" in err and not (tmp_path / "m3.parquet").exists()
+    pl.DataFrame({"row": [1, 2]}).write_parquet(tmp_path / "noclass.parquet")
+    rc, _, err = run("mix", demo_world, "--column", "similarity", "--proxy", tmp_path / "noclass.parquet",
+                     "--out", tmp_path / "m3.parquet")
+    assert rc == 2 and "noclass.parquet" in err and "class" in err
 
 
 def test_apply_datacomp_baselines(demo_world):

@@ -401,14 +401,19 @@ def _cmd_mix(args) -> int:
         raise WorkbenchError("give --labels (row, label) or --proxy (a held-out set: row or embedding, class), one of them")
     frame = lf.select(["row"] + columns).collect()
     if args.labels is not None:
-        mix = learn_mix(frame, _read_parquet(args.labels, "labels"), columns, seed=args.seed)
+        try:
+            mix = learn_mix(frame, _read_parquet(args.labels, "labels"), columns, seed=args.seed)
+        except WorkbenchError as exc:  # errors about the labels table name its file
+            if exc.path is not None:
+                raise
+            raise WorkbenchError(exc.reason, args.labels, exc.row) from None
     else:
         from .prompts import text_encoder
         from .proxymix import learn_mix_proxy, proxy_task
 
         held = _read_parquet(args.proxy, "held-out set")
         encoder = _encoder(args, c) or text_encoder(c)
-        task = proxy_task(c, held, encoder, template=args.template)
+        task = proxy_task(c, held, encoder, template=args.template, where=args.proxy)
         mix = learn_mix_proxy(c, frame, columns, task, pool=args.pool, steps=args.steps, seed=args.seed)
     out = Path(args.out)
     tmp = out.with_name(out.name + ".partial")

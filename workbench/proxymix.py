@@ -84,14 +84,16 @@ def _unit(x: np.ndarray, what: str) -> np.ndarray:
     return x / n
 
 
-def proxy_task(collection, labelled: pl.DataFrame, encoder, template: str = DEFAULT_TEMPLATE) -> ProxyTask:
+def proxy_task(collection, labelled: pl.DataFrame, encoder, template: str = DEFAULT_TEMPLATE,
+               where: str | None = None) -> ProxyTask:
     """A held-out set from a table with ``class`` and either ``row`` (rows of `collection`: their image
     embeddings are used, and they are left out of the pool) or ``embedding`` (a list of floats per
     image, e.g. ImageNet validation images embedded with the collection's model). Class prompts are
-    `template` filled with each class name, embedded by `encoder` (the collection's text tower)."""
+    `template` filled with each class name, embedded by `encoder` (the collection's text tower).
+    `where` (the table's file) is named in errors about the table."""
     if "class" not in labelled.columns or not ({"row", "embedding"} & set(labelled.columns)):
         raise WorkbenchError(f"the held-out set needs columns class and row (or embedding); it has "
-                             f"{', '.join(labelled.columns)}")
+                             f"{', '.join(labelled.columns)}", where)
     if "{}" not in template:
         raise WorkbenchError(f"the class prompt template must hold {{}}, got {template!r}")
     lab = labelled.filter(pl.col("class").is_not_null())
@@ -105,16 +107,16 @@ def proxy_task(collection, labelled: pl.DataFrame, encoder, template: str = DEFA
         bad = np.nonzero((rows < 0) | (rows >= n))[0]
         if len(bad):
             raise WorkbenchError(f"held-out row {int(rows[bad[0]])} is not a row of the collection (0..{n - 1})",
-                                 row=int(bad[0]))
+                                 where, row=int(bad[0]))
         images = collection.take_embeddings(rows, "image")
     else:
         try:
             images = np.asarray(lab["embedding"].to_list(), dtype=np.float32)
         except (ValueError, TypeError) as exc:
-            raise WorkbenchError(f"held-out embeddings must be lists of numbers of one length ({exc})") from None
+            raise WorkbenchError(f"held-out embeddings must be lists of numbers of one length ({exc})", where) from None
         if images.ndim != 2 or images.shape[1] != collection.dim:
             raise WorkbenchError(f"held-out embeddings are {images.shape[1:] or 'ragged'}, the collection's "
-                                 f"are {collection.dim}-d")
+                                 f"are {collection.dim}-d", where)
     ok = np.linalg.norm(images, axis=1) > 1e-6  # invalid collection rows come back zeroed
     if encoder.dim != collection.dim:
         raise WorkbenchError(f"the text encoder gives {encoder.dim}-d prompts, the collection is {collection.dim}-d")
