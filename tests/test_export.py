@@ -8,7 +8,7 @@ from conftest import stop_after, make_datacomp, make_embeddings, make_webdataset
 
 import workbench
 from workbench.engine import LocalEngine
-from workbench.errors import IncompleteError, WriteError
+from workbench.errors import IncompleteError, WorkbenchError, WriteError
 from workbench.export import FORMATS, cut_parts, export, uid_pairs
 from workbench.verify import verify
 
@@ -242,3 +242,29 @@ def test_counts_repeat_rows_in_source_order(tmp_path):
     c2[[2, 7]] = [4, 2]
     export(dc, tmp_path / "dco", counts=c2, formats=("datacomp",))
     assert len(np.load(tmp_path / "dco" / "datacomp" / "uids.npy")) == 2  # a uid subset is a set
+
+
+def test_a_selection_with_counts_from_sampling_is_exported_with_its_repeats(tmp_path):
+    from workbench.recipe import Recipe, evaluate
+    from workbench.sampling import as_selection, soft_cap
+
+    src = workbench.open_collection(make_embeddings(tmp_path / "src", rows=(5, 7)))
+    counts = soft_cap(np.linspace(0, 3, len(src)), 30, penalty=0.5, batch=4, seed=1)
+    sel = as_selection(counts, "soft-cap")
+    assert sel.kept == int((counts > 0).sum()) and sel.repeats.sum() == 30
+    assert sel.counts().row(0, named=True)["rule"] == "not sampled (soft-cap)"
+    ma = export(src, tmp_path / "a", sel).manifest
+    export(src, tmp_path / "b", counts=counts)
+    assert ma["parameters"]["distinct_rows"] == sel.kept
+    for rel in ("img_emb/img_emb_0.npy", "text_emb/text_emb_0.npy", "metadata/metadata_0.parquet"):
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+    assert workbench.open_collection(tmp_path / "a").info()["rows"] == 30
+    # a recipe's selection (no counts) writes its kept rows once
+    meta = src.metadata.collect()
+    plain = evaluate(meta, Recipe.from_dict({"rules": [{"keep_rows": [0, 3, 8]}]}))
+    export(src, tmp_path / "c", plain)
+    assert workbench.open_collection(tmp_path / "c").info()["rows"] == 3
+    with pytest.raises(WriteError, match="not both"):
+        export(src, tmp_path / "d", sel, counts=counts)
+    with pytest.raises(WorkbenchError, match="non-negative"):
+        as_selection(-counts)

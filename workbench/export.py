@@ -82,6 +82,23 @@ def free_bytes(path: Path) -> int:
 
 
 # -- planning --------------------------------------------------------------------------------------
+def _unpack_selection(collection, rows, counts):
+    """`rows` may be a :class:`~workbench.recipe.Selection`: its kept rows, or, when it carries
+    ``repeats`` (from sampling), those as counts. Returns (rows, counts)."""
+    if not (hasattr(rows, "kept_rows") and hasattr(rows, "repeats")):
+        return rows, counts
+    if counts is not None:
+        raise WriteError("give a selection or counts, not both")
+    if rows.repeats is None:
+        return rows.kept_rows(), None
+    sel = rows
+    if len(sel.rows) and (sel.rows.min() < 0 or sel.rows.max() >= len(collection)):
+        raise WriteError(f"the selection's rows are not rows of this collection (0..{len(collection) - 1})")
+    full = np.zeros(len(collection), np.int64)
+    full[sel.rows] = sel.repeats
+    return None, full
+
+
 def _kept_per_shard(collection, rows, counts=None) -> list[np.ndarray]:
     """Per source shard, the local rows to write in order (with `counts`, each row repeated)."""
     from .subset import as_rows
@@ -377,7 +394,7 @@ def export(
     plan_extra: dict | None = None,
     counts=None,
 ) -> ExportResult:
-    """Write the selected `rows` (ids or a mask; None: all) of `collection` into `dst`.
+    """Write the selected `rows` (ids, a mask, or a Selection; None: all) of `collection` into `dst`.
 
     `counts` (one integer per row, e.g. from Soft Cap Sampling) instead of `rows`: each row is written
     as many times as its count, consecutively, in source order (the datacomp uid list stays a set).
@@ -398,6 +415,7 @@ def export(
     if rows_per_shard < 1 or samples_per_tar < 1:
         raise WriteError("rows per shard and samples per tar must be >= 1", dst)
     dst = Path(dst)
+    rows, counts = _unpack_selection(collection, rows, counts)
     kept = _kept_per_shard(collection, rows, counts)
     n_kept = int(sum(len(k) for k in kept))
     _check_formats(collection, formats, dst)

@@ -688,6 +688,7 @@ class Selection:
     alone: np.ndarray  # rows each rule removes on its own
     overlaps: np.ndarray  # (k, k): rows removed by both rule i and rule j (diagonal = alone)
     scores: dict = field(default_factory=dict)  # score columns used: computed / cached / stale shards
+    repeats: np.ndarray | None = None  # per row of `rows`, from sampling: how many times to write it (export honours it)
 
     @property
     def mask(self) -> np.ndarray:

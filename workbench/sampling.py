@@ -3,7 +3,8 @@
     counts = soft_cap(scores, n=1_000_000, penalty=0.15, seed=0)   # int64 count per row, sums to n
 
 Every method returns a count per row (a multiset: Soft and Hard Cap Sampling may pick a row more
-than once). Rows whose score is NaN are never picked. All are seeded and reproducible.
+than once); :func:`as_selection` makes it a :class:`~workbench.recipe.Selection` carrying the
+counts (``repeats``), which :func:`workbench.export.export` honours (each row written as many times). Rows whose score is NaN are never picked. All are seeded and reproducible.
 
 - ``top(scores, n)``: the n highest scores once each (ties: the lower row first).
 - ``soft_cap(scores, n, penalty, batch)``: draw ``batch`` rows at a time from ``softmax(z)``
@@ -127,3 +128,18 @@ def sample(scores, method: str, n: int, penalty: float = 0.15, cap: int = 15, se
     if method == "hard-cap":
         return hard_cap(scores, n, cap, seed=seed)
     raise WorkbenchError(f"unknown sampling method {method!r} (choose from {', '.join(METHODS)})")
+
+
+def as_selection(counts, method: str = "sample"):
+    """A :class:`~workbench.recipe.Selection` over every row: rows with a count > 0 kept, the others
+    removed by the rule ``not sampled (<method>)``, and the counts attached as ``repeats`` for export."""
+    from .recipe import Selection
+
+    c = np.asarray(counts)
+    if c.ndim != 1 or c.dtype.kind not in "iu" or (len(c) and c.min() < 0):
+        raise WorkbenchError("counts must be one non-negative integer per row")
+    n = len(c)
+    reason = np.where(c > 0, -1, 0).astype(np.int16)
+    gone = int((c == 0).sum())
+    return Selection(np.arange(n, dtype=np.int64), reason, [f"not sampled ({method})"], np.array([gone], np.int64),
+                     np.array([[gone]], np.int64), repeats=c.astype(np.int64))
