@@ -37,3 +37,22 @@ def test_local_image_paths(tmp_path):
     c = workbench.open_collection(root)
     assert image_bytes(c, 0) == files[0].read_bytes()
     assert image_bytes(c, 1) is None
+
+
+def test_relative_image_paths_resolve_beside_the_collection(tmp_path, monkeypatch):
+    import shutil
+
+    root = make_embeddings(tmp_path / "c", rows=(2,), metadata=None)
+    files = image_files()[:2]
+    (root / "pics").mkdir()
+    shutil.copy(files[0], root / "pics" / "a.jpg")
+    (root / "metadata").mkdir()
+    pq.write_table(pa.table({"image_path": ["pics/a.jpg", "elsewhere/b.jpg"]}), root / "metadata" / "metadata_0.parquet")
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copy(files[1], tmp_path / "elsewhere" / "b.jpg")
+    monkeypatch.chdir(tmp_path / "elsewhere")  # not where the collection is
+    c = workbench.open_collection(root)
+    assert image_bytes(c, 0) == files[0].read_bytes()
+    assert image_bytes(c, 1) is None  # not beside the collection, nor from here
+    monkeypatch.chdir(tmp_path)  # a path relative to the current directory still works when nothing is beside it
+    assert image_bytes(c, 1) == files[1].read_bytes()

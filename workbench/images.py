@@ -44,7 +44,8 @@ def tar_for_key(collection: Collection, key: str) -> Path | None:
 
 def image_location(collection: Collection, shard: int, key: str | None, path: str | None):
     """Where a row's encoded image is: ``(extension, file, offset, size)`` for a member of a webdataset
-    tar (found by key), ``(extension, file, None, None)`` for a local image file, or None."""
+    tar (found by key), ``(extension, file, None, None)`` for a local image file, or None. A relative
+    ``image_path`` is looked up beside the collection first, then from the current directory."""
     if key and collection.images == "webdataset":
         s = collection.shards[shard]
         tar = s.tar if s.tar is not None else tar_for_key(collection, key)
@@ -54,8 +55,11 @@ def image_location(collection: Collection, shard: int, key: str | None, path: st
                 entry = index.get(key + ext)
                 if entry is not None:
                     return ext[1:], str(tar), entry[0], entry[1]
-    if path and Path(path).suffix.lower() in IMAGE_EXTENSIONS and Path(path).is_file():
-        return Path(path).suffix.lower()[1:], str(path), None, None
+    if path and Path(path).suffix.lower() in IMAGE_EXTENSIONS:
+        p = Path(path)
+        for candidate in ([p] if p.is_absolute() else [collection.path / p, p]):  # relative: to the collection first
+            if candidate.is_file():
+                return p.suffix.lower()[1:], str(candidate), None, None
     return None
 
 
