@@ -268,3 +268,24 @@ def test_a_selection_with_counts_from_sampling_is_exported_with_its_repeats(tmp_
         export(src, tmp_path / "d", sel, counts=counts)
     with pytest.raises(WorkbenchError, match="non-negative"):
         as_selection(-counts)
+
+
+def test_the_free_space_estimate_counts_image_files_for_webdataset(tmp_path, shared_data, monkeypatch):
+    import pyarrow as pa
+
+    import workbench.export as ex
+
+    photos = sorted((shared_data / "images" / "clip_retrieval").glob("*.jpg"))[:3]
+    root = make_embeddings(tmp_path / "src", rows=(3,), metadata=None)
+    (root / "metadata").mkdir()
+    pq.write_table(pa.table({"image_path": [str(p) for p in photos], "caption": ["a", "b", "c"]}),
+                   root / "metadata" / "metadata_0.parquet")
+    src = workbench.open_collection(root)
+    kept = ex._kept_per_shard(src, None)
+    images = sum(p.stat().st_size for p in photos)
+    assert ex._needed_bytes(src, kept, ("webdataset",)) >= images
+    assert ex._needed_bytes(src, kept, ("img2dataset",)) < images
+    monkeypatch.setattr(ex, "free_bytes", lambda path: images // 2)  # room for the embeddings, not the images
+    with pytest.raises(WriteError, match="not enough free space"):
+        export(src, tmp_path / "out", None, formats=("webdataset",))
+    assert not (tmp_path / "out" / "webdataset").exists()

@@ -353,6 +353,26 @@ def _out_dtype(dtype: str | None) -> str | None:
     return dtype if dtype in ("float16", "float32") else "float32"
 
 
+IMAGE_SIZE_SAMPLE = 256
+
+
+def _image_file_bytes(collection, shard: int, local: np.ndarray) -> float:
+    """The bytes of the image files behind `local` rows of a shard (``image_path``), estimated from
+    the sizes of up to 256 of them (evenly spread; a missing file counts 0)."""
+    from .images import image_location
+
+    if "image_path" not in collection.shard_metadata(shard).collect_schema().names():
+        return 0.0
+    uniq = np.unique(local)
+    pick = uniq[np.linspace(0, len(uniq) - 1, min(IMAGE_SIZE_SAMPLE, len(uniq))).astype(np.int64)]
+    paths = collection.shard_metadata(shard).select("image_path").collect()["image_path"].to_list()
+    sizes = []
+    for r in pick.tolist():
+        loc = image_location(collection, shard, None, paths[r])
+        sizes.append(Path(loc[1]).stat().st_size if loc is not None else 0)
+    return float(np.mean(sizes)) * len(local) if sizes else 0.0
+
+
 def _needed_bytes(collection, kept: list[np.ndarray], formats: tuple[str, ...]) -> int:
     """A generous estimate of what the export writes (for the free-space check before any write)."""
     total = 0
@@ -368,6 +388,8 @@ def _needed_bytes(collection, kept: list[np.ndarray], formats: tuple[str, ...]) 
         if "webdataset" in formats:
             if s.tar is not None:
                 total += int(s.tar.stat().st_size * frac * 1.1)
+            elif len(local):
+                total += int(_image_file_bytes(collection, i, local) * 1.1)
             if s.metadata is not None:
                 total += int(s.metadata.stat().st_size * frac * 3)
         if "img2dataset" in formats and s.metadata is not None:
