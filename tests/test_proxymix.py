@@ -97,6 +97,9 @@ def test_bad_input(demo_world, tmp_path):
         learn_mix_proxy(c, frame, ["aesthetic"], task)
     with pytest.raises(WorkbenchError, match="steps"):
         learn_mix_proxy(c, frame, COLUMNS, task, steps=0)
+    singles = ProxyTask(c.take_embeddings([1, 2, 3, 4]), [0, 1, 2, 3], list("abcd"), enc.encode_text(list("abcd")))
+    with pytest.raises(WorkbenchError, match="nothing to check"):
+        learn_mix_proxy(c, frame, COLUMNS, singles, steps=1)
     with pytest.raises(WorkbenchError, match="zero, NaN"):
         ProxyTask(np.zeros((4, 3)), [0, 1, 0, 1], ["a", "b"], np.eye(2, 3))
     with pytest.raises(WorkbenchError, match="one label per image"):

@@ -178,6 +178,9 @@ def learn_mix_proxy(collection, frame: pl.DataFrame, columns: list[str], task: P
     z = (x - means) / stds
 
     drive, check = _split(task.labels, rng)
+    if len(check) == 0:
+        raise WorkbenchError("the held-out set leaves nothing to check the mix on: give some classes at least "
+                             "2 images (half of each class drives the mix, the rest checks it)")
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     X, Y = torch.from_numpy(img), torch.from_numpy(txt)
