@@ -292,6 +292,24 @@ def device_decode(enc, items, batch: int) -> float | None:
     return len(items) / (time.perf_counter() - t0)
 
 
+def passes_rate(one_pass, rows: int, cuda: bool, min_s: float):
+    """Run `one_pass` (a list of device tensors over `rows` rows) until `min_s` seconds have passed
+    (at most 50 passes): (rows per second, the first pass's outputs concatenated, as numpy)."""
+    import torch
+
+    n, t, passes, first = 0, 0.0, 0, None
+    while passes == 0 or (t < min_s and passes < 50):
+        t0 = time.perf_counter()
+        ys = one_pass()
+        _sync(cuda)
+        t += time.perf_counter() - t0
+        n += rows
+        if passes == 0:
+            first = torch.cat(ys).cpu().numpy()
+        passes += 1
+    return n / t, first
+
+
 def model_only(enc, x, tokens_fn, captions, batch: int, cuda: bool, precision: str, min_s: float) -> dict:
     """encode_image + L2 normalise over `x` in batches (reference embeddings from the first pass;
     passes repeated until `min_s` seconds); tokenizing `captions` (once) and encode_text of the
@@ -314,17 +332,8 @@ def model_only(enc, x, tokens_fn, captions, batch: int, cuda: bool, precision: s
         xs = [x[a:a + batch].to(dev) for a in range(0, len(x), batch)]  # resident on the device
         run(enc.model.encode_image, xs[0])  # warm-up, a full batch (CPU: the first is ~2x slower; CUDA: kernels)
         _sync(cuda)
-        ref, n, t_img, passes = [], 0, 0.0, 0
-        while passes == 0 or (t_img < min_s and passes < 50):
-            t0 = time.perf_counter()
-            ys = [run(enc.model.encode_image, xb) for xb in xs]
-            _sync(cuda)
-            t_img += time.perf_counter() - t0
-            n += len(x)
-            if passes == 0:
-                ref = torch.cat(ys).cpu().numpy()
-            passes += 1
-        out["img_ref"], out["img_rate"] = ref, n / t_img
+        out["img_rate"], out["img_ref"] = passes_rate(lambda: [run(enc.model.encode_image, xb) for xb in xs],
+                                                      len(x), cuda, min_s)
         tb = 4 * batch
         tokens_fn(captions[:8])
         t0 = time.perf_counter()
@@ -333,17 +342,8 @@ def model_only(enc, x, tokens_fn, captions, batch: int, cuda: bool, precision: s
         toks = [tk.to(dev) for tk in toks]
         run(enc.model.encode_text, toks[0])
         _sync(cuda)
-        n, t_txt, passes = 0, 0.0, 0
-        while passes == 0 or (t_txt < min_s / 2 and passes < 50):
-            t0 = time.perf_counter()
-            ys = [run(enc.model.encode_text, tk) for tk in toks]
-            _sync(cuda)
-            t_txt += time.perf_counter() - t0
-            n += len(captions)
-            if passes == 0:
-                out["txt_ref"] = torch.cat(ys).cpu().numpy()
-            passes += 1
-        out["txt_rate"] = n / t_txt
+        out["txt_rate"], out["txt_ref"] = passes_rate(lambda: [run(enc.model.encode_text, tk) for tk in toks],
+                                                      len(captions), cuda, min_s / 2)
     return out
 
 

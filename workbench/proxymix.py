@@ -223,16 +223,15 @@ def learn_mix_proxy(collection, frame: pl.DataFrame, columns: list[str], task: P
     weights = theta.detach().clone()
     rounds = max(1, min(16, len(X) // bs))
     order = torch.randperm(len(X), generator=g)
-    res = {"reference": [0.0, 0.0], "uniform": [0.0, 0.0], "mix": [0.0, 0.0]}
     with torch.enable_grad():
         ref_loss, ref_acc = downstream(torch.zeros(d, d), check_t)
+        res = {"reference": [float(ref_loss), float(ref_acc)], "uniform": [0.0, 0.0], "mix": [0.0, 0.0]}
         for r in range(rounds):
             b = order[r * bs:(r + 1) * bs]
             for name, w in (("uniform", torch.full((len(b),), 1.0 / len(b))), ("mix", torch.softmax(Z[b] @ weights, 0))):
                 loss, acc = downstream(stepped(b, w, False).detach(), check_t)
                 res[name][0] += float(loss) / rounds
                 res[name][1] += float(acc) / rounds
-    res["reference"] = [float(ref_loss), float(ref_acc)]
     proxy = {
         "objective": "FLYT: held-out zero-shot loss after one weighted contrastive step of a linear adapter",
         "pool_rows": int(len(X)), "heldout": int(len(task.labels)), "drive": int(len(drive)), "check": int(len(check)),

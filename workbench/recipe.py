@@ -775,6 +775,9 @@ def apply(collection, recipe: Recipe, scores: pl.LazyFrame | None = None, encode
 
 
 # -- presets: the releases' rules (REFERENCE.md §2) ---------------------------------------------------
+# DataComp's caption filter (basic's text rules), which its text- and image-based baselines apply too
+_DATACOMP_CAPTION = ({"language": ["en"]}, {"caption_length": {"min_words": 3, "min_chars": 6}})
+
 PRESETS: dict[str, dict] = {
     "laion400m": {
         "name": "laion400m",
@@ -812,11 +815,7 @@ PRESETS: dict[str, dict] = {
         "name": "datacomp-basic",
         "description": "DataComp basic: English caption (fastText language ID), caption > 2 words and > 5 chars, "
                        "min image side >= 200 px, aspect ratio <= 3",
-        "rules": [
-            {"language": ["en"]},
-            {"caption_length": {"min_words": 3, "min_chars": 6}},
-            {"image_size": {"min_side": 200, "max_aspect": 3}},
-        ],
+        "rules": [*_DATACOMP_CAPTION, {"image_size": {"min_side": 200, "max_aspect": 3}}],
     },
     "datacomp-clip-score": {
         "name": "datacomp-clip-score",
@@ -835,11 +834,7 @@ PRESETS: dict[str, dict] = {
         "description": "DataComp text-based: English captions of > 2 words and > 5 chars that name an ImageNet class "
                        "(whole words, any case). DataComp matched ImageNet-21k synset names; this list is "
                        "ImageNet-1k's 1,000 class names (give your own with caption_keywords: {file: WORDS.txt})",
-        "rules": [
-            {"language": ["en"]},
-            {"caption_length": {"min_words": 3, "min_chars": 6}},
-            {"caption_keywords": {"list": "imagenet-1k"}, "action": "keep"},
-        ],
+        "rules": [*_DATACOMP_CAPTION, {"caption_keywords": {"list": "imagenet-1k"}, "action": "keep"}],
     },
     "datacomp-image-based": {
         "name": "datacomp-image-based",
@@ -848,22 +843,14 @@ PRESETS: dict[str, dict] = {
                        "reference. DataComp used ImageNet-1k train image embeddings and clustered after the caption "
                        "filter; this preset uses the text embeddings of 'a photo of a {class}.' for the 1,000 classes "
                        "and clusters all rows (give image embeddings with image_clusters: REF.npy)",
-        "rules": [
-            {"language": ["en"]},
-            {"caption_length": {"min_words": 3, "min_chars": 6}},
-            {"image_clusters": {"list": "imagenet-1k"}},
-        ],
+        "rules": [*_DATACOMP_CAPTION, {"image_clusters": {"list": "imagenet-1k"}}],
     },
     "datacomp-image-clip-score": {
         "name": "datacomp-image-clip-score",
         "description": "DataComp-1B's recipe: image-based AND clip_score (top 30% by ViT-L/14 image-text cosine, "
                        "ranked over all rows)",
-        "rules": [
-            {"language": ["en"]},
-            {"caption_length": {"min_words": 3, "min_chars": 6}},
-            {"image_clusters": {"list": "imagenet-1k"}},
-            {"top_fraction": 0.30, "by": "similarity"},
-        ],
+        "rules": [*_DATACOMP_CAPTION, {"image_clusters": {"list": "imagenet-1k"}},
+                  {"top_fraction": 0.30, "by": "similarity"}],
     },
     "datacomp-clip-score-b32": {
         "name": "datacomp-clip-score-b32",

@@ -51,7 +51,3 @@ def words(spec: str, base: Path | None = None) -> list[str]:
     if not path.is_file():
         raise RecipeError(f"no word list {spec!r}: not a named list ({', '.join(NAMED)}) nor a file", path)
     return list(_file(path.resolve(), path.stat().st_mtime_ns))
-
-
-def is_named(spec: str) -> bool:
-    return spec in NAMED
