@@ -215,17 +215,24 @@ def ray_head():
     cmd = [str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
            "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"]
     # token authentication, as Ray >= 2.59 does for local clusters; a driver (this process, the CLI
-    # runs below) then needs RAY_AUTH_MODE=token to present the token from ~/.ray/auth_token
-    old = os.environ.get("RAY_AUTH_MODE")
+    # runs below) then needs RAY_AUTH_MODE=token and the token. A fresh machine has no
+    # ~/.ray/auth_token, so the head and its drivers get a token of this session's own.
+    import secrets
+
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
     os.environ["RAY_AUTH_MODE"] = "token"
-    subprocess.run(cmd, check=True, timeout=180, capture_output=True)
+    if saved["RAY_AUTH_TOKEN"] is None and not (Path.home() / ".ray" / "auth_token").exists():
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    proc = subprocess.run(cmd, timeout=180, capture_output=True, text=True)
+    assert proc.returncode == 0, f"ray start failed: {proc.stderr[-2000:]}"
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        if old is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = old
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         subprocess.run([str(ray_bin), "stop", "--force"], timeout=120, capture_output=True)
         shutil.rmtree(temp, ignore_errors=True)
 
