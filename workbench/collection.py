@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 import polars as pl
 
-from .errors import LayoutError, NoEmbeddingsError
+from .errors import LayoutError, NoEmbeddingsError, ShardError, first_line
 from .kernels import normalize_rows
 from .layouts import Layout, ShardFiles, detect
 from .schema import ROW, canonical_exprs, canonical_mapping
@@ -24,6 +24,58 @@ from .schema import ROW, canonical_exprs, canonical_mapping
 DEFAULT_CHUNK_ROWS = 65_536
 KINDS = ("image", "text")
 ON_ERROR = ("fail", "skip")
+
+
+_READ_ERRORS = (pl.exceptions.PolarsError, pl.exceptions.PanicException)
+# words of polars' messages for a read that failed on the file (every damaged-page error starts with
+# "parquet: File out of specification"), as opposed to an expression it refused
+_FILE_FAULTS = ("parquet", "utf-8", "utf8", "io error", "os error", "no such file")
+
+
+def broken_metadata(shards: list[ShardFiles]) -> ShardError | None:
+    """The first of these shards' metadata files that polars cannot read (a damaged data page, a
+    string that is not UTF-8, ...), as a ShardError naming the file and the column; None when every
+    column of every file reads. Footers were checked at open; this reads the data, one column of
+    one file at a time, so it is only called once a read has failed, to say where it failed."""
+    for s in shards:
+        if s.metadata is None or s.schema is None:
+            continue
+        for col in s.schema.names:
+            try:
+                pl.read_parquet(s.metadata, columns=[col])
+            except (*_READ_ERRORS, OSError) as exc:
+                return ShardError(f"cannot read column {col!r} of the metadata ({first_line(exc)})", s.metadata)
+    return None
+
+
+def _plain_frame(state) -> pl.LazyFrame:
+    lf = pl.LazyFrame.__new__(pl.LazyFrame)
+    lf.__setstate__(state)
+    return lf
+
+
+class MetadataFrame(pl.LazyFrame):
+    """A collection's metadata: a polars LazyFrame (frames derived from it by select, filter, join,
+    ... are MetadataFrames too) whose ``collect`` turns a read failure on a damaged metadata file
+    into a :class:`ShardError` naming the file, instead of polars' message that names none.
+    Pickled (for a worker process) as a plain LazyFrame."""
+
+    _shards: tuple = ()  # set on a subclass made per collection (see Collection.guard_reads)
+
+    def collect(self, *args, **kwargs):
+        try:
+            return super().collect(*args, **kwargs)
+        except _READ_ERRORS as exc:
+            text = str(exc).lower()
+            if not (isinstance(exc, pl.exceptions.PanicException) or any(w in text for w in _FILE_FAULTS)):
+                raise  # an expression polars refused (not a file's fault): the caller's to report, no re-read
+            err = broken_metadata(list(self._shards))
+            if err is None:
+                raise  # not a file's fault (an expression polars refused): the caller's to report
+            raise err from None  # one line, naming the file
+
+    def __reduce__(self):
+        return (_plain_frame, (self.__getstate__(),))
 
 
 @dataclass(frozen=True)
@@ -145,6 +197,17 @@ class Collection:
         return np.searchsorted(self.offsets, rows, side="right") - 1
 
     # -- metadata ------------------------------------------------------------------------------
+    def guard_reads(self, lf: pl.LazyFrame, shards: list[int] | None = None) -> pl.LazyFrame:
+        """`lf` (built on this collection's metadata) as a :class:`MetadataFrame`: a failed read
+        names the damaged metadata file among `shards` (default: all). For frames that lost the
+        class on the way (``pl.concat`` returns a plain LazyFrame)."""
+        cls = self.__dict__.get("_frame_classes", {}).get(None if shards is None else tuple(shards))
+        if cls is None:
+            picked = self.shards if shards is None else [self.shards[i] for i in shards]
+            cls = type("MetadataFrame", (MetadataFrame,), {"_shards": tuple(picked)})
+            self.__dict__.setdefault("_frame_classes", {})[None if shards is None else tuple(shards)] = cls
+        return cls._from_pyldf(lf._ldf)
+
     def _shard_frame(self, i: int) -> pl.LazyFrame:
         s = self.shards[i]
         offset = int(self.offsets[i])
@@ -154,10 +217,10 @@ class Collection:
         if s.success_only and "status" in s.schema.names:
             lf = lf.filter(pl.col("status") == "success")
         schema = dict(pl.Schema(s.schema))
-        return lf.select(
+        return self.guard_reads(lf.select(
             (pl.int_range(pl.len(), dtype=pl.Int64) + offset).alias(ROW),
             *canonical_exprs(schema, self._layout.prefer),
-        )
+        ), [i])
 
     @cached_property
     def metadata(self) -> pl.LazyFrame:
@@ -167,7 +230,7 @@ class Collection:
         frames = [self._shard_frame(i) for i in range(len(self.shards))]
         if len(frames) == 1:
             return frames[0]
-        return pl.concat(frames, how="diagonal_relaxed")
+        return self.guard_reads(pl.concat(frames, how="diagonal_relaxed"))
 
     def shard_metadata(self, i: int) -> pl.LazyFrame:
         """One shard's metadata, with global row ids."""
@@ -303,6 +366,31 @@ class Collection:
         }
 
 
+SHARD_SUFFIXES = (".npy", ".npz", ".parquet", ".tar")  # a loop of such a name is a broken shard (see below)
+SHARD_FOLDERS = ("img_emb", "text_emb", "metadata")
+
+
+def _check_loops(root: Path) -> None:
+    """Refuse a collection path that is a symlink loop, or a folder (its own or a shard folder's
+    entry) that is one: layout detection would otherwise take such a path for absent and read
+    something else, silently. A shard file that is a loop is left to the readers: a broken shard
+    (``ShardError``, which ``on_error="skip"`` can skip)."""
+    from .npyfile import symlink_loop
+
+    loop = symlink_loop(root)
+    if loop:
+        raise LayoutError(loop, root)
+    if not root.is_dir():
+        return
+    for folder in [root] + [root / d for d in SHARD_FOLDERS if (root / d).is_dir()]:
+        for p in folder.iterdir():
+            if p.suffix in SHARD_SUFFIXES or not p.is_symlink():
+                continue
+            loop = symlink_loop(p)
+            if loop:
+                raise LayoutError(loop, p)
+
+
 def open_collection(path: str | Path, model: str | None = None, on_error: str = "fail") -> Collection:
     """Open the collection at `path` (layout detected; headers checked; nothing else read).
 
@@ -312,6 +400,7 @@ def open_collection(path: str | Path, model: str | None = None, on_error: str = 
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+    _check_loops(Path(path))
     layout = detect(path, model=model, on_error=on_error)
     if not layout.shards:
         raise LayoutError("the collection has no shards" + (" left (every shard is broken)" if layout.skipped else ""), path)

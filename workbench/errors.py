@@ -53,3 +53,11 @@ class EngineError(WorkbenchError):
 class IncompleteError(WriteError):
     """A write stopped part-way (a failed part, a lost worker): the finished parts are kept under
     their final names, the rest is not; running the same command again resumes."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of another library's error message, printable (a parquet or zip reader's
+    message may quote the damaged bytes), for a one-line error of ours."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return "".join(ch if ch.isprintable() else "?" for ch in line)

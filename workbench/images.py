@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from .collection import Collection
-from .errors import WorkbenchError
+from .errors import ShardError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jp2", ".pnm", ".pbm", ".pgm", ".ppm")
 
@@ -27,7 +27,9 @@ def tar_index(path: str) -> dict[str, tuple[int, int]]:
                 if m.isfile():
                     index[m.name] = (m.offset_data, m.size)
     except (tarfile.TarError, OSError) as exc:
-        raise WorkbenchError(f"unreadable tar ({exc})", path) from None
+        from .npyfile import symlink_loop
+
+        raise ShardError(symlink_loop(path) or f"unreadable tar ({exc})", path) from None
     return index
 
 

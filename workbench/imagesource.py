@@ -7,7 +7,11 @@
 
 Every candidate becomes an :class:`ImageItem`, in a deterministic order, *before* anything is
 decoded: a file that is not an image is an item too, and fails when it is decoded (the embed run
-records it and goes on). Captions, in order of preference: a sidecar ``<stem>.txt`` beside the image
+records it and goes on). A tar that is truncated or damaged part-way gives its readable samples, a
+sample whose image is cut short (it fails with that error), and one item for its unreadable rest
+(key ``<tar stem>:unreadable``, which fails saying so). A symlink loop is refused.
+
+Captions, in order of preference: a sidecar ``<stem>.txt`` beside the image
 (or the sample's ``.txt`` in a tar), a caption table given with ``captions=`` (columns: a path or file
 name, and ``caption``/``text``), the sample's json ``caption``, else the file name made readable.
 Remote URLs are refused: download them with img2dataset first.
@@ -40,6 +44,7 @@ class ImageItem:
     meta: dict = field(default_factory=dict, compare=False, hash=False)
     offset: int | None = field(default=None, compare=False)  # the member's data offset and size in the tar,
     size: int | None = field(default=None, compare=False)    # found while listing (no second pass over the tar)
+    error: str | None = field(default=None, compare=False)  # known while listing (a truncated tar): it fails with this
 
     @property
     def where(self) -> str:
@@ -56,9 +61,11 @@ def _is_image_name(name: str) -> bool:
 
 def list_images(src: str | Path, captions: str | Path | None = None) -> list[ImageItem]:
     """The images under `src` (a folder of images, a folder of webdataset tars, or a table)."""
+    from .npyfile import symlink_loop
+
     src = Path(src)
     if not src.exists():
-        raise LayoutError("no such file or folder", src)
+        raise LayoutError(symlink_loop(src) or "no such file or folder", src)
     table = _caption_table(Path(captions)) if captions else {}
     if src.is_file():
         if src.suffix.lower() in TABLE_SUFFIXES:
@@ -80,6 +87,8 @@ def _from_folder(root: Path, table: dict, skip: set) -> list[ImageItem]:
         for name in filenames:
             if not name.startswith("."):
                 files.append(Path(dirpath) / name)
+                if files[-1].is_symlink():
+                    _refuse_loop(files[-1])
     files.sort(key=lambda p: p.relative_to(root).as_posix())
     stems_with_images = {(p.parent, p.stem) for p in files if _is_image_name(p.name)}
     items = []
@@ -106,6 +115,15 @@ def _from_folder(root: Path, table: dict, skip: set) -> list[ImageItem]:
 
     twice = {k for k, n in Counter(it.key for it in items).items() if n > 1}  # a.jpg and a.png: keep the suffix
     return [replace(it, key=Path(it.path).relative_to(root).as_posix()) if it.key in twice else it for it in items]
+
+
+def _refuse_loop(path: Path) -> None:
+    """A symlink loop in a source folder is refused (one line naming it): a walk cannot tell what it stood for."""
+    from .npyfile import symlink_loop
+
+    loop = symlink_loop(path)
+    if loop:
+        raise LayoutError(loop, path)
 
 
 def _caption_table(path: Path) -> dict:
@@ -186,9 +204,10 @@ def _from_tars(tars: list[Path], table: dict) -> list[ImageItem]:
         samples: dict[str, dict[str, str]] = {}
         order: list[str] = []
         where: dict[str, tuple[int, int]] = {}
+        texts: dict[str, bytes] = {}
+        broken = None  # why the tar stops being readable part-way (truncated, damaged): its rest is one failed item
         try:
             with tarfile.open(tar, "r:") as tf:
-                texts: dict[str, bytes] = {}
                 for m in tf:
                     if not m.isfile():
                         continue
@@ -206,12 +225,18 @@ def _from_tars(tars: list[Path], table: dict) -> list[ImageItem]:
                         f = tf.extractfile(m)
                         texts[m.name] = f.read() if f is not None else b""
         except (tarfile.TarError, OSError) as exc:
-            raise LayoutError(f"unreadable tar ({exc})", tar) from None
+            if tar.is_symlink():
+                _refuse_loop(tar)
+            broken = exc
+        try:
+            tar_bytes = tar.stat().st_size
+        except OSError:
+            tar_bytes = 0
         for key in order:
             members = samples[key]
             image = next((members[e] for e in members if "." + e in IMAGE_EXTENSIONS), None)
             meta = {}
-            if "json" in members:
+            if members.get("json") in texts:
                 try:
                     parsed = json.loads(texts[members["json"]])
                     if isinstance(parsed, dict):
@@ -220,20 +245,31 @@ def _from_tars(tars: list[Path], table: dict) -> list[ImageItem]:
                 except ValueError:
                     pass
             caption = None
-            if "txt" in members:
+            if members.get("txt") in texts:
                 caption = texts[members["txt"]].decode("utf-8", errors="replace").strip()
             if caption is None:
                 caption = table.get(key) or meta.get("json_caption")
             meta.pop("json_caption", None)
             offset, size = where.get(image, (None, None)) if image else (None, None)
+            error = None
+            if offset is not None and offset + size > tar_bytes:
+                error = (f"member {image} is cut short: the tar ends at byte {tar_bytes}, inside it "
+                         "(a truncated tar)")
             items.append(ImageItem(key=key, caption=caption if caption is not None else "", path=str(tar), member=image,
-                                   tar=True, meta=meta, offset=offset, size=size))
+                                   tar=True, meta=meta, offset=offset, size=size, error=error))
+        if broken is not None:
+            end = min(max((o + n for o, n in where.values()), default=0), tar_bytes)
+            items.append(ImageItem(key=f"{tar.stem}:unreadable", caption="", path=str(tar), tar=True, error=(
+                f"unreadable tar past byte {end} of {tar_bytes} ({broken}): the samples stored after it are lost "
+                "(the tar is truncated or damaged)")))
     return items
 
 
 # -- reading -------------------------------------------------------------------------------------------
 def read_image_bytes(item: ImageItem) -> bytes:
     """The encoded image of an item. Raises WorkbenchError (naming the file) when it is missing."""
+    if item.error is not None:
+        raise WorkbenchError(item.error, item.path)
     if item.tar and item.member is None:
         raise WorkbenchError(f"sample {item.key} has no image member", item.path)
     if item.tar:

@@ -21,11 +21,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import LayoutError, ShardError
-from .npyfile import NpyArray, npz_members, read_npy, read_npz_member
+from .errors import LayoutError, ShardError, first_line
+from .npyfile import NpyArray, npz_members, read_npy, read_npz_member, symlink_loop
 from .schema import DATACOMP_SIMILARITY
 
 LAYOUTS = ("embeddings", "parquet", "datacomp", "webdataset")
+EXPORT_FORMATS = ("laion", "webdataset", "img2dataset", "datacomp")  # workbench.export.FORMATS
+# folders beside a collection that are never its data: an export's sidecars (removed rows), the write
+# protocol's staging, score caches and indexes
+RESERVED_DIRS = ("sidecars", ".staging", ".workbench")
 DATACOMP_MODELS = ("l14", "b32")  # default order: DataComp filters with ViT-L/14
 
 
@@ -64,12 +68,42 @@ class Layout:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+def _check_columns(names: list[str], path: Path) -> None:
+    """Refuse a schema in which a column name is ambiguous: two columns of one name, or two that
+    differ only in case and both spell a canonical column (``TEXT`` and ``text``: which caption?)."""
+    from .schema import CANONICAL
+
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise ShardError(f"two columns named {n!r}: which one is meant is ambiguous; rename one", path)
+        seen.add(n)
+    spells = {s.lower(): canon for canon, (_, spellings) in CANONICAL.items() for s in spellings}
+    spells.update({s.lower(): "similarity" for s in DATACOMP_SIMILARITY.values()})
+    first: dict[str, str] = {}
+    for n in names:
+        k = n.lower()
+        if k in spells:
+            if k in first:
+                raise ShardError(f"columns {first[k]!r} and {n!r} differ only in case and both spell the canonical "
+                                 f"column {spells[k]!r}: which one is meant is ambiguous; rename one", path)
+            first[k] = n
+
+
 def _parquet_footer(path: Path) -> tuple[int, pa.Schema]:
+    loop = symlink_loop(path)
+    if loop:
+        raise ShardError(loop, path)
+    if path.is_dir():
+        raise ShardError("a folder named .parquet, not a parquet file (a partitioned dataset? open it as a "
+                         "collection of its own)", path)
     try:
         meta = pq.read_metadata(path)
-        return meta.num_rows, meta.schema.to_arrow_schema()
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ShardError(f"not a readable parquet file ({str(exc).splitlines()[0]})", path) from None
+        schema = meta.schema.to_arrow_schema()
+    except (pa.ArrowException, OSError) as exc:
+        raise ShardError(f"not a readable parquet file ({first_line(exc)})", path) from None
+    _check_columns(schema.names, path)
+    return meta.num_rows, schema
 
 
 def _success_rows(path: Path, schema: pa.Schema) -> int:
@@ -79,8 +113,8 @@ def _success_rows(path: Path, schema: pa.Schema) -> int:
         return pq.read_metadata(path).num_rows
     try:
         status = pq.read_table(path, columns=["status"]).column("status")
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ShardError(f"cannot read the status column ({exc})", path) from None
+    except (pa.ArrowException, OSError) as exc:
+        raise ShardError(f"cannot read the status column ({first_line(exc)})", path) from None
     return int(pc.sum(pc.equal(status, "success")).as_py() or 0)
 
 
@@ -164,6 +198,30 @@ class _Guard:
             return None
 
 
+def _check_members(shards: list[ShardFiles], model: str, guard: "_Guard") -> list[ShardFiles]:
+    """DataComp: every archive holds the same arrays of the chosen model (an archive without the
+    ``{model}_img`` the others have is broken: its rows would have no image embedding)."""
+    for kind, attr in (("img", "image"), ("txt", "text")):
+        have = [s for s in shards if getattr(s, attr) is not None]
+        lack = [s for s in shards if getattr(s, attr) is None]
+        if not have or not lack:
+            continue
+        kept = []
+        for s in shards:
+            if getattr(s, attr) is None:
+                npz = (s.image or s.text).path  # build() keeps only archives with one of the two
+                other = getattr(have[0], attr).path.name
+                err = ShardError(f"archive has no array '{model}_{kind}', which {other} has (it has "
+                                 f"{npz_members(npz)})", npz)
+                if not guard.skip:
+                    raise err
+                guard.record(s.name, s.files, err)
+            else:
+                kept.append(s)
+        shards = kept
+    return shards
+
+
 def _check_rows(name: str, counts: list[tuple[str, int]]) -> int:
     values = {n for _, n in counts}
     if len(values) > 1:
@@ -229,7 +287,8 @@ def _embeddings(root: Path, guard: _Guard | None = None) -> Layout:
 def _parquet(root: Path, folder: Path | None = None, guard: _Guard | None = None) -> Layout:
     """Metadata only: a parquet file, a folder of them, or a written ``metadata/`` folder (`folder`)."""
     where = folder or root
-    files = [root] if root.is_file() else _order_by_number([p for p in where.glob("*.parquet") if p.is_file()])
+    # every *.parquet entry is a shard: a folder or a symlink loop of that name is an error, never skipped
+    files = [root] if root.is_file() else _order_by_number(list(where.glob("*.parquet")))
     guard = guard or _Guard()
 
     def build(p):
@@ -279,7 +338,8 @@ def _datacomp(root: Path, model: str | None, guard: _Guard | None = None) -> Lay
         return ShardFiles(stem, int(stem) if stem.isdigit() else None, rows, parquets[stem], schema, img, txt)
 
     shards = [guard.run(stem, [npzs[stem], parquets[stem]], lambda stem=stem: build(stem)) for stem in stems]
-    shards = _check_dims([x for x in shards if x is not None], guard)
+    shards = _check_members([x for x in shards if x is not None], model, guard)
+    shards = _check_dims(shards, guard)
     return Layout("datacomp", root, shards, model=model, models=models, prefer={"similarity": DATACOMP_SIMILARITY[model]},
                   skipped=guard.skipped)
 
@@ -289,6 +349,8 @@ def _webdataset(root: Path, guard: _Guard | None = None) -> Layout:
     tars = _order_by_number(sorted(root.glob("*.tar")))
 
     def build(tar):
+        if symlink_loop(tar):
+            raise ShardError(symlink_loop(tar), tar)
         pq_path = tar.with_suffix(".parquet")
         if not pq_path.exists():
             raise ShardError(f"img2dataset writes a parquet beside each tar; {pq_path.name} is missing", tar)
@@ -299,6 +361,46 @@ def _webdataset(root: Path, guard: _Guard | None = None) -> Layout:
     shards = [guard.run(tar.stem, [tar, tar.with_suffix(".parquet")], lambda tar=tar: build(tar)) for tar in tars]
     return Layout("webdataset", root, [x for x in shards if x is not None], images="webdataset", image_dirs=[root],
                   skipped=guard.skipped)
+
+
+def _written_export(root: Path, guard: _Guard) -> Layout | None:
+    """An export folder the workbench wrote (its manifest.json says so) opens as what it wrote, never
+    as its sidecars: the LAION layout when written (None: detected as usual), else the webdataset
+    tars, else the img2dataset url lists; a DataComp uid list alone, or an export of 0 rows, is not
+    a collection (one clear error)."""
+    import json
+
+    from .writer import MANIFEST, MANIFEST_FORMAT
+
+    path = root / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        m = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT:
+        return None
+    outputs, params = m.get("outputs"), m.get("parameters")
+    if not (isinstance(outputs, dict) and isinstance(params, dict) and "selected_rows" in params) \
+            or not set(outputs) <= set(EXPORT_FORMATS):
+        return None  # not an export (an embedding run, a demo world)
+    if params.get("selected_rows") == 0:
+        raise LayoutError("not a collection: an export of 0 rows (nothing was written but manifest.json and "
+                          "sidecars/, the removed rows)", root)
+    if "laion" in outputs:
+        return None
+    if "webdataset" in outputs:
+        layout = _webdataset(root / "webdataset", guard)
+        layout.root = root
+        return layout
+    if "img2dataset" in outputs:
+        return _parquet(root, root / "img2dataset", guard)
+    if "datacomp" in outputs:
+        n = outputs["datacomp"].get("rows") if isinstance(outputs["datacomp"], dict) else None
+        raise LayoutError("not a collection: a uid list (datacomp/uids.npy" + (f", {n:,} uids" if isinstance(n, int) else "")
+                          + ": DataComp's subset file); open the pool it was selected from", root)
+    return None
 
 
 def detect(path: str | Path, model: str | None = None, on_error: str = "fail") -> Layout:
@@ -312,9 +414,13 @@ def detect(path: str | Path, model: str | None = None, on_error: str = "fail") -
         if root.suffix == ".parquet":
             return _parquet(root, guard=guard)
         raise LayoutError("a collection is a folder (or a single .parquet file)", root)
+    written = _written_export(root, guard)
+    if written is not None:
+        return written
     if (root / "img_emb").is_dir() or (root / "text_emb").is_dir():
         return _embeddings(root, guard)
-    subs = [d for d in root.iterdir() if d.is_dir() and ((d / "img_emb").is_dir() or (d / "text_emb").is_dir())]
+    subs = [d for d in root.iterdir() if d.is_dir() and d.name not in RESERVED_DIRS
+            and ((d / "img_emb").is_dir() or (d / "text_emb").is_dir())]
     if subs and any(root.glob("*.tar")):
         if len(subs) > 1:
             raise LayoutError(f"several embedding folders beside the tars: {sorted(s.name for s in subs)}", root)

@@ -5,8 +5,11 @@ memory-mapped. Object dtypes, which would need pickle, are refused before any da
 """
 from __future__ import annotations
 
+import errno
+import os
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +18,8 @@ import numpy as np
 from .errors import ShardError
 
 FLOAT_DTYPES = (np.dtype("float16"), np.dtype("float32"), np.dtype("float64"))
+# what a damaged zip member raises while it is inflated: a bad deflate stream, a CRC mismatch, a short stream
+_INFLATE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
 _LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")  # zip local file header, 30 bytes
 
 
@@ -46,12 +51,38 @@ class NpyArray:
         if self.rows == 0:
             return np.empty(self.shape, dtype=self.dtype)
         if self.mappable:
-            return np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.data_offset, shape=self.shape)
-        with zipfile.ZipFile(self.path) as zf, zf.open(self.member + ".npy") as f:
-            arr = np.lib.format.read_array(f, allow_pickle=False)
+            try:
+                return np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.data_offset, shape=self.shape)
+            except (OSError, ValueError) as exc:
+                why = getattr(exc, "strerror", None) or exc
+                raise ShardError(f"cannot read the data ({why})", self.where) from None
+        try:
+            with zipfile.ZipFile(self.path) as zf, zf.open(self.member + ".npy") as f:
+                arr = np.lib.format.read_array(f, allow_pickle=False)
+        except KeyError:
+            raise ShardError(f"archive has no array '{self.member}' any more (changed since it was opened?)",
+                             self.path) from None
+        except (*_INFLATE_ERRORS, ValueError) as exc:
+            raise ShardError(f"damaged compressed array: cannot inflate it ({exc})", self.where) from None
         if arr.shape != self.shape:
             raise ShardError(f"array has shape {arr.shape}, header said {self.shape}", self.where)
         return arr
+
+
+def symlink_loop(path: str | Path) -> str | None:
+    """``"a symlink loop (...)"`` when `path` is a symbolic link that never ends (it leads back to
+    itself, directly or through others); else None. ``Path.exists()`` says False for such a path."""
+    try:
+        os.stat(path)
+        return None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            return None
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    return f"a symlink loop ({Path(path).name} -> {target} never reaches a file: it leads back to itself)"
 
 
 def _parse_header(f, where: str) -> tuple[tuple[int, ...], np.dtype, bool]:
@@ -80,8 +111,14 @@ def _parse_header(f, where: str) -> tuple[tuple[int, ...], np.dtype, bool]:
 def _check(shape, dtype, fortran, where: str, data_bytes: int | None) -> tuple[int, int]:
     if len(shape) != 2:
         raise ShardError(f"expected a 2-D array (rows, dim), found shape {shape}", where)
-    if dtype.base not in FLOAT_DTYPES or dtype.fields is not None:
-        raise ShardError(f"expected float16 or float32 embeddings, found dtype {dtype}", where)
+    if dtype.base not in FLOAT_DTYPES or dtype.fields is not None or dtype.subdtype is not None:
+        hint = ""
+        if dtype.kind == "V" and dtype.itemsize == 2 and dtype.fields is None:
+            hint = " (raw 2-byte values, as numpy saves bfloat16: convert them to float16 or float32 first)"
+        elif dtype.kind == "f" and dtype.byteorder == ">":
+            hint = " (big-endian: save it in little-endian byte order)"
+        raise ShardError(f"holds dtype {dtype}: embeddings must be floats (float16 or float32, as LAION and "
+                         f"DataComp store them, or float64){hint}", where)
     if fortran and shape[0] > 1 and shape[1] > 1:
         raise ShardError("Fortran-ordered arrays are not supported; save with C order", where)
     rows, dim = int(shape[0]), int(shape[1])
@@ -110,7 +147,7 @@ def read_npy(path: str | Path) -> NpyArray:
             shape, dtype, fortran = _parse_header(f, str(path))
             offset = f.tell()
     except OSError as exc:
-        raise ShardError(f"cannot read ({exc.strerror})", path) from None
+        raise ShardError(symlink_loop(path) or f"cannot read ({exc.strerror})", path) from None
     rows, dim = _check(shape, dtype, fortran, str(path), size - offset)
     return NpyArray(path, None, (rows, dim), dtype, offset, True)
 
@@ -121,7 +158,7 @@ def npz_members(path: str | Path) -> list[str]:
         with zipfile.ZipFile(path) as zf:
             return [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
     except (zipfile.BadZipFile, OSError) as exc:
-        raise ShardError(f"not a readable .npz archive ({exc})", path) from None
+        raise ShardError(symlink_loop(path) or f"not a readable .npz archive ({exc})", path) from None
 
 
 def read_npz_member(path: str | Path, member: str) -> NpyArray:
@@ -145,7 +182,7 @@ def read_npz_member(path: str | Path, member: str) -> NpyArray:
                     fields = _LOCAL_HEADER.unpack(raw.read(_LOCAL_HEADER.size))
                 name_len, extra_len = fields[9], fields[10]
                 data_offset = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len + header_len
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ShardError(f"not a readable .npz archive ({exc})", path) from None
+    except (*_INFLATE_ERRORS, struct.error) as exc:
+        raise ShardError(symlink_loop(path) or f"not a readable .npz archive ({exc})", where) from None
     rows, dim = _check(shape, dtype, fortran, where, info.file_size - header_len)
     return NpyArray(path, member, (rows, dim), dtype, data_offset, stored)

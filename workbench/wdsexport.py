@@ -19,9 +19,9 @@ from pathlib import Path
 
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .images import image_location
+from .staging import write_parquet
 
 NO_IMAGE = "no_image"
 _REPLACED = ("key", "status", "error_message", "source_key", "source_row")
@@ -82,8 +82,9 @@ def write_webdataset_part(collection, part, tmp: Path, options: dict) -> list[di
     images = _Images(collection)
     tables, j, missing, image_bytes = [], 0, 0, 0
     try:
-        with open(tmp / rel_tar, "wb") as f:
-            tw = TarWriter(f, user="", group="", mode=0o444, mtime=0, encoder=False)
+        # the writer is closed (into the still open file) even when a part stops on an error: else its stream
+        # would flush into a closed file when collected ("Exception ignored ... write to closed file")
+        with open(tmp / rel_tar, "wb") as f, TarWriter(f, user="", group="", mode=0o444, mtime=0, encoder=False) as tw:
             for piece in part.pieces:
                 t = source_rows_table(collection, piece.shard, piece.rows)
                 rows = piece.rows + int(collection.offsets[piece.shard])
@@ -112,7 +113,6 @@ def write_webdataset_part(collection, part, tmp: Path, options: dict) -> list[di
                               .append_column("status", pa.array(status, pa.string()))
                               .append_column("source_key", pa.array([None if k is None else str(k) for k in src_keys], pa.string()))
                               .append_column("source_row", pa.array(rows, pa.int64())))
-            tw.close()
     finally:
         images.close()
     if tables:
@@ -122,7 +122,7 @@ def write_webdataset_part(collection, part, tmp: Path, options: dict) -> list[di
         table = pa.concat_tables([_conform(x, schema, rel_pq) for x in tables])
     else:
         table = pa.table({"key": pa.array([], pa.string()), "status": pa.array([], pa.string())})
-    pq.write_table(table, tmp / rel_pq)
+    write_parquet(table, tmp / rel_pq)
     stats = {"samples": int(part.rows - missing), "no_image": int(missing), "image_bytes": int(image_bytes)}
     return [{"path": rel_tar, "samples": stats["samples"], "stats": stats},
             {"path": rel_pq, "rows": int(part.rows)}]

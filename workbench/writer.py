@@ -51,9 +51,17 @@ def _fsync_dir(path: Path) -> None:
 
 def check_not_inside(dst: Path, sources: list[Path]) -> None:
     """Refuse a destination that is a source, lies inside one, or contains one."""
-    d = dst.resolve()
+    def resolved(p: Path, what: str) -> Path:
+        try:
+            return p.resolve()
+        except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError for a symlink loop
+            from .npyfile import symlink_loop
+
+            raise WriteError(f"the {what} is {symlink_loop(p) or 'a path that cannot be resolved'}", p) from None
+
+    d = resolved(dst, "destination")
     for src in sources:
-        s = src.resolve()
+        s = resolved(Path(src), "source")
         if d == s or s in d.parents or d in s.parents:
             raise WriteError(f"refusing to write into the source collection {s}", dst)
 
@@ -183,8 +191,9 @@ class ShardWriter:
             ref = image if image is not None else text
             if ref is not None:
                 self._dim, self._dtype = int(ref.shape[1]), np.dtype(ref.dtype)
-                if self._dtype not in (np.dtype("float16"), np.dtype("float32")):
-                    self._dtype = np.dtype("float32")
+                if self._dtype not in (np.dtype("float16"), np.dtype("float32"), np.dtype("float64")):
+                    raise WriteError(f"embeddings must be float16, float32 or float64 (written as given), "
+                                     f"got {self._dtype}", self.dst)
         elif kinds != self._kinds:
             raise WriteError("every add() must carry the same parts (image/text/metadata)", self.dst)
         start = 0
