@@ -30,10 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .errors import IncompleteError, WorkbenchError, WriteError
-from .staging import begin_plan, check_destination, journal, staged_task, write_manifest
+from .staging import begin_plan, check_destination, journal, locked_write, staged_task, write_manifest, write_parquet
 from .imagesource import META_KEYS, ImageItem, fingerprint, list_images, read_image_bytes
 from .writer import MANIFEST_FORMAT, MANIFEST_VERSION, _npy_header, shard_name
 
@@ -360,14 +359,14 @@ def _write_part(tmp: Path, number: int, items: list[ImageItem], opts: dict) -> l
             files.append({"path": rel, "rows": int(len(rows))})
         meta = _metadata(items, rows, status, errors, width, height, sim, opts["meta_columns"])
         (tmp / "metadata").mkdir(parents=True, exist_ok=True)
-        pq.write_table(meta, tmp / f"metadata/metadata_{name}.parquet")
+        write_parquet(meta, tmp / f"metadata/metadata_{name}.parquet")
         files.append({"path": f"metadata/metadata_{name}.parquet", "rows": int(len(rows))})
     bad = np.nonzero(~ok)[0]
     counts = {f"status_{s}": int(sum(1 for x in status if x == s)) for s in STATUSES}
     if len(bad):
         (tmp / "failed").mkdir(parents=True, exist_ok=True)
         rel = f"failed/failed_{name}.parquet"
-        pq.write_table(pa.table({
+        write_parquet(pa.table({
             "key": pa.array([items[i].key for i in bad], pa.string()),
             "image_path": pa.array([items[i].path for i in bad], pa.string()),
             "member": pa.array([items[i].member for i in bad], pa.string()),
@@ -402,7 +401,37 @@ def _metadata(items, rows, status, errors, width, height, sim, meta_columns: lis
 
 
 # -- the run ----------------------------------------------------------------------------------------
-def embed(
+def embed(src: str | Path, dst: str | Path, model: str, pretrained: str | None = None, **options) -> EmbedResult:
+    """Embed the images under `src` into `dst` (options and behaviour: :func:`_embed`), holding the
+    destination's lock (:func:`workbench.staging.locked_write`): a second embedding run or export
+    into the same `dst` is refused at once; a refusal before any shard is written leaves `dst` as it was.
+
+    Without `pretrained` (and a model spec that names no weights) the model's weights would be random
+    and its embeddings meaningless: refused unless ``random_weights=True`` (then recorded in the manifest)."""
+    check_weights(model, pretrained, options.get("random_weights", False))  # before anything is created
+    return locked_write(dst, [Path(src)], "embedding run", lambda: _embed(src, dst, model, pretrained, **options))
+
+
+def check_weights(model, pretrained, random_weights: bool = False) -> None:
+    """Refuse a model that would get random weights (no tag or checkpoint given, none in its spec, not
+    a hub model) unless `random_weights` says so; refuse `random_weights` with weights given."""
+    from .encoders import parse_model_spec
+
+    given = pretrained is not None and str(pretrained).strip() != ""
+    if not given:
+        spec = str(model)
+        name, tag = parse_model_spec(spec)
+        given = tag is not None or name.startswith(("hf-hub:", "local-dir:"))
+    if given and random_weights:
+        raise WorkbenchError(f"model {str(model)!r}: weights are given, so random weights cannot be: "
+                             "leave out --random-weights (random_weights=True)")
+    if not given and not random_weights:
+        raise WorkbenchError(f"model {str(model)!r} has no weights given: its embeddings would come from random "
+                             "weights and mean nothing; give --pretrained TAG_OR_CHECKPOINT (pretrained=...), or "
+                             "--random-weights (random_weights=True) to embed with random weights on purpose")
+
+
+def _embed(
     src: str | Path,
     dst: str | Path,
     model: str,
@@ -419,15 +448,17 @@ def embed(
     gpu_decode="auto",
     engine=None,
     progress=False,
+    random_weights: bool = False,
 ) -> EmbedResult:
     """Embed the images under `src` into LAION-layout shards in `dst` (new, empty, or an unfinished
-    run of the same plan, which is resumed).
+    run of the same plan, which is resumed). `random_weights`: see :func:`embed`.
 
     `gpu_decode`: ``"auto"`` decodes JPEGs on the GPU (torchvision's nvJPEG) when the device is CUDA;
     ``True`` forces the tensor decode path on the model's device (on a CPU too), ``False`` never."""
     from .engine import LocalEngine
 
     t0 = time.perf_counter()
+    check_weights(model, pretrained, random_weights)
     if batch_size < 1 or rows_per_shard < 1:
         raise WorkbenchError("batch size and rows per shard must be >= 1")
     if precision not in PRECISIONS:
@@ -449,6 +480,7 @@ def embed(
         else int(decode_workers),
         "threads": max(1, (os.cpu_count() or 1) // workers),
         "meta_columns": [k for k in META_KEYS if any(k in it.meta for it in items)],
+        "random_weights": bool(random_weights),
     }
     plan = {"source": fingerprint(items), "items": len(items), "model": enc.identity,
             "rows_per_shard": int(rows_per_shard), "padding": int(padding), "keep_failed": bool(keep_failed),
@@ -487,7 +519,8 @@ def embed(
                     bar.update(len(parts[todo[k]]))
         except WorkbenchError as exc:
             if isinstance(exc, WriteError) or len(records) > resumed:
-                raise IncompleteError(f"{exc} [{len(records)} of {len(parts)} shards are written and kept; "
+                said = exc.reason if exc.path == str(dst) and exc.row is None else str(exc)  # DST is named once
+                raise IncompleteError(f"{said} [{len(records)} of {len(parts)} shards are written and kept; "
                                       "run the same command again to resume]", dst) from None
             raise
     finally:
@@ -533,6 +566,7 @@ def _manifest(src, dst, items, parts, records, enc, opts, plan, digest, rows_per
         "outputs": {"embed": totals},
         "source": {"path": str(Path(src).resolve()), "items": len(items), "fingerprint": plan["source"]},
         "model": enc.identity,
+        "random_weights": bool(opts.get("random_weights")),  # True: the embeddings mean nothing
         "parameters": {k: v for k, v in opts.items() if not k.startswith("_")},
         "plan": digest,
     }

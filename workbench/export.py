@@ -19,8 +19,9 @@ Formats (see :data:`FORMATS`): ``laion`` (img_emb/, text_emb/, metadata/: the cl
 ``webdataset`` (``webdataset/<n:05d>.tar`` with jpg/txt/json per sample and a parquet beside each
 tar, as img2dataset writes them), ``img2dataset`` (``img2dataset/<n:05d>.parquet``: url, caption,
 row — an input list for img2dataset), ``datacomp`` (``datacomp/uids.npy``: the sorted 128-bit uids
-as ``np.dtype("u8,u8")``, DataComp's subset file). Every export also gets ``removed.parquet``
-when the caller passes it as an extra (the CLI and the notebook do: each removed row and its reason).
+as ``np.dtype("u8,u8")``, DataComp's subset file). Every export also gets
+``sidecars/removed.parquet`` when the caller passes it as an extra (the CLI and the notebook do: each
+removed row and its reason); sidecars sit in ``sidecars/``, which layout detection never reads.
 """
 from __future__ import annotations
 
@@ -36,15 +37,29 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import IncompleteError, ShardError, WorkbenchError, WriteError
-from .staging import (_HashingFile, begin_plan, check_destination, journal, staged_task,  # noqa: F401 - re-exported
-                      write_manifest)
-from .writer import MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, _conform, _npy_header, shard_name
+from .errors import IncompleteError, ShardError, WorkbenchError, WriteError, first_line
+from .staging import (_HashingFile, begin_plan, check_destination, journal, locked_write,  # noqa: F401 - re-exported
+                      staged_task, write_manifest, write_parquet)
+from .writer import MANIFEST_FORMAT, MANIFEST_VERSION, _conform, _npy_header, shard_name
 
 FORMATS = ("laion", "webdataset", "img2dataset", "datacomp")
 OUTPUT_DIRS = ("img_emb", "text_emb", "metadata", "webdataset", "img2dataset", "datacomp")
+# Sidecar files (the removed rows and their reasons, ...) live in their own folder, never beside the
+# data: layout detection (workbench.layouts) never reads this folder, so an export never opens as a
+# collection of its removed rows. `extras` paths are placed inside it.
+SIDECARS = "sidecars"
+REMOVED_ROWS = f"{SIDECARS}/removed.parquet"  # every source row not written, and why (row, reason)
 GATHER_ROWS = 65_536
 META_ROW_GROUP = 131_072
+
+
+def sidecar_path(name: str, dst=None) -> str:
+    """Where a sidecar named `name` goes, relative to the export's root: inside :data:`SIDECARS`."""
+    rel = Path(name).as_posix()
+    parts = Path(rel).parts
+    if not parts or rel.startswith("/") or ".." in parts:
+        raise WriteError(f"invalid sidecar path {name!r}", dst)
+    return rel if parts[0] == SIDECARS else f"{SIDECARS}/{rel}"
 
 
 @dataclass(frozen=True)
@@ -149,6 +164,16 @@ def _selection_digest(kept: list[np.ndarray]) -> str:
 
 
 # -- reading source rows ---------------------------------------------------------------------------
+def _check_values(table: pa.Table, path) -> None:
+    """pyarrow reads string columns unchecked: one that is not UTF-8 (which polars, and every reader
+    of the output, refuses) is refused here, naming its column, rather than copied into the output."""
+    for name, col in zip(table.column_names, table.columns):
+        try:
+            col.validate(full=True)
+        except pa.ArrowInvalid as exc:
+            raise ShardError(f"column {name!r} holds invalid values ({first_line(exc)})", path) from None
+
+
 def source_rows_table(collection, shard: int, rows: np.ndarray, columns: list[str] | None = None) -> pa.Table:
     """The metadata rows `rows` (local, sorted) of a source shard, reading only the row groups they span."""
     s = collection.shards[shard]
@@ -156,6 +181,7 @@ def source_rows_table(collection, shard: int, rows: np.ndarray, columns: list[st
         f = pq.ParquetFile(s.metadata)
         if s.success_only and "status" in f.schema_arrow.names:
             table = f.read(columns=columns if columns is None or "status" in columns else columns + ["status"])
+            _check_values(table, s.metadata)
             table = table.filter(pc.equal(table.column("status"), "success"))
             if columns is not None and "status" not in columns:
                 table = table.drop_columns(["status"])
@@ -171,9 +197,10 @@ def source_rows_table(collection, shard: int, rows: np.ndarray, columns: list[st
         g0 = int(np.searchsorted(starts, rows[0], side="right") - 1)
         g1 = int(np.searchsorted(starts, rows[-1], side="right") - 1)
         table = f.read_row_groups(list(range(g0, g1 + 1)), columns=columns)
+        _check_values(table, s.metadata)
         return table.take(pa.array(rows - starts[g0]))
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ShardError(f"cannot read metadata ({str(exc).splitlines()[0]})", s.metadata) from None
+    except (pa.ArrowException, OSError) as exc:
+        raise ShardError(f"cannot read metadata ({first_line(exc)})", s.metadata) from None
 
 
 # -- the formats -----------------------------------------------------------------------------------
@@ -253,7 +280,7 @@ def write_laion_part(collection, part: Part, tmp: Path, options: dict) -> list[d
         tables = [_conform(source_rows_table(collection, p.shard, p.rows), schema, collection.shards[p.shard].metadata)
                   for p in part.pieces]
         table = pa.concat_tables(tables) if tables else schema.empty_table()
-        pq.write_table(table, tmp / rel, row_group_size=META_ROW_GROUP)
+        write_parquet(table, tmp / rel, row_group_size=META_ROW_GROUP)
         files.append({"path": rel, "rows": part.rows})
     return files
 
@@ -276,7 +303,7 @@ def write_img2dataset_part(collection, part: Part, tmp: Path, options: dict) -> 
     })
     rel = f"img2dataset/{part.number:05d}.parquet"
     (tmp / "img2dataset").mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, tmp / rel, row_group_size=META_ROW_GROUP)
+    write_parquet(table, tmp / rel, row_group_size=META_ROW_GROUP)
     return [{"path": rel, "rows": part.rows}]
 
 
@@ -348,9 +375,23 @@ def _options(collection, kept: list[np.ndarray], padding: int, samples_per_tar: 
 
 
 def _out_dtype(dtype: str | None) -> str | None:
+    """The dtype written for the source's embeddings (``Collection.dtype``: one name, or several joined
+    by ``/`` when shards differ): as stored (float16, float32, float64: never narrowed), or, for
+    shards of several dtypes, the widest of them (a lossless widening, recorded by
+    :func:`dtype_conversion` in the manifest)."""
     if dtype is None:
         return None
-    return dtype if dtype in ("float16", "float32") else "float32"
+    names = dtype.split("/")
+    return str(np.result_type(*[np.dtype(n) for n in names])) if len(names) > 1 else names[0]
+
+
+def dtype_conversion(dtype: str | None) -> dict | None:
+    """What the manifest says of the embeddings' dtype when the export changes it (None: as stored)."""
+    out = _out_dtype(dtype)
+    if out is None or out == dtype:
+        return None
+    return {"from": dtype.split("/"), "to": out, "lossless": True,
+            "why": "the source's shards differ in dtype; one output shard may join rows of several"}
 
 
 IMAGE_SIZE_SAMPLE = 256
@@ -382,7 +423,7 @@ def _needed_bytes(collection, kept: list[np.ndarray], formats: tuple[str, ...]) 
         if "laion" in formats:
             for arr in (s.image, s.text):
                 if arr is not None:
-                    total += len(local) * arr.dim * np.dtype(_out_dtype(str(arr.dtype))).itemsize
+                    total += len(local) * arr.dim * np.dtype(_out_dtype(collection.dtype)).itemsize
             if s.metadata is not None:
                 total += int(s.metadata.stat().st_size * frac * 1.25)
         if "webdataset" in formats:
@@ -399,7 +440,16 @@ def _needed_bytes(collection, kept: list[np.ndarray], formats: tuple[str, ...]) 
     return total
 
 
-def export(
+def export(collection, dst: str | Path, rows=None, **options) -> ExportResult:
+    """Write the selected `rows` of `collection` into `dst` (options and behaviour: :func:`_export`),
+    holding the destination's lock (:func:`workbench.staging.locked_write`): a second export or
+    embedding run into the same `dst` is refused at once; a refusal before any part is written
+    (bad options, not enough free space) leaves `dst` as it was."""
+    return locked_write(dst, collection.source_paths, "export",
+                        lambda: _export(collection, dst, rows, **options))
+
+
+def _export(
     collection,
     dst: str | Path,
     rows=None,
@@ -422,8 +472,9 @@ def export(
     as many times as its count, consecutively, in source order (the datacomp uid list stays a set).
 
     Resumes an unfinished export of the same plan (source, selection, formats and options) into
-    `dst`; refuses a `dst` holding anything else. `extras` maps a relative path to a
-    ``write(path)`` function for sidecar files (e.g. ``removed.parquet``), listed in the manifest.
+    `dst`; refuses a `dst` holding anything else. `extras` maps a file name to a ``write(path)``
+    function for sidecar files (e.g. ``removed.parquet``), written into ``DST/sidecars/`` (never
+    beside the data, see :data:`SIDECARS`) and listed in the manifest.
     """
     import time
 
@@ -497,8 +548,13 @@ def export(
                 records[todo[i].task_id] = rec
                 if bar is not None:
                     bar.update(todo[i].rows)
+        except ShardError as exc:  # a source file that cannot be read: running again cannot help
+            kept = f"; {len(records)} of {len(parts)} parts are written and kept" if records else ""
+            raise ShardError(f"{exc.reason} (a broken source file: running the command again cannot help until it "
+                             f"is repaired or replaced{kept})", exc.path, exc.row) from None
         except WorkbenchError as exc:
-            raise IncompleteError(f"{exc} [{len(records)} of {len(parts)} parts are written and kept; "
+            said = exc.reason if exc.path == str(dst) and exc.row is None else str(exc)  # DST is named once
+            raise IncompleteError(f"{said} [{len(records)} of {len(parts)} parts are written and kept; "
                                   "run the same command again to resume]", dst) from None
     finally:
         if bar is not None:
@@ -516,7 +572,9 @@ def export(
 
 
 def _gb(n: float) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+    if n >= 1e8:
+        return f"{n / 1e9:.2f} GB"
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
 def _bar(progress, total: int, done: int):
@@ -593,9 +651,7 @@ def _manifest(collection, dst: Path, parts, records, formats, rows_per_shard, pa
     def write_extras(tmp: Path) -> list[dict]:
         files = []
         for rel, write in (extras or {}).items():
-            rel = Path(rel).as_posix()
-            if rel.startswith(("/", "..")) or rel == MANIFEST:
-                raise WriteError(f"invalid sidecar path {rel!r}", dst)
+            rel = sidecar_path(rel, dst)
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             write(tmp / rel)
             if not (tmp / rel).exists():
@@ -604,7 +660,14 @@ def _manifest(collection, dst: Path, parts, records, formats, rows_per_shard, pa
         return files
 
     if extras:
-        extra_files += staged_task(dst, "extras", write_extras)["files"]
+        try:
+            extra_files += staged_task(dst, "extras", write_extras)["files"]
+        except WriteError as exc:
+            if isinstance(exc, IncompleteError):
+                raise
+            said = exc.reason if exc.path == str(dst) and exc.row is None else str(exc)  # DST is named once
+            raise IncompleteError(f"{said} [the data parts are written and kept; run the same command again to "
+                                  "resume]", dst) from None
     laion = "laion" in formats
     opts = {"image": collection.has_embeddings, "text": collection.has_text_embeddings}
     manifest = {
@@ -615,6 +678,7 @@ def _manifest(collection, dst: Path, parts, records, formats, rows_per_shard, pa
         "rows": sum(s["rows"] for s in shards) if laion else int(params["selected_rows"]),
         "dim": collection.dim if laion else None,
         "dtype": _out_dtype(collection.dtype) if laion else None,
+        "dtype_conversion": dtype_conversion(collection.dtype) if laion else None,
         "rows_per_shard": int(rows_per_shard),
         "padding": int(padding),
         "samples_per_tar": int(samples_per_tar),

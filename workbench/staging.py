@@ -10,9 +10,17 @@ A part's files are written under ``DST/.staging/tmp/<task>/``, fsynced, hashed, 
 names with ``os.replace``, and the part is recorded in ``DST/.staging/done/<task>.json``. A killed
 run leaves finished parts under final names, its plan and journal, and no ``manifest.json``; the
 same run again redoes only what is not journalled.
+
+One writer per destination: :func:`locked_write` (what export and embed run inside) holds an
+exclusive ``flock`` on ``DST/.staging/lock`` for the whole write. A second run into the same DST is
+refused at once, naming the holder's pid; the kernel releases the lock when the holder's process
+ends (even by SIGKILL), so a killed run is resumed by simply running it again. A refusal before
+any part is published (bad options, not enough free space) leaves DST as it was.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -20,10 +28,11 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from .errors import WriteError
+from .errors import IncompleteError, WriteError
 from .writer import MANIFEST, STAGING, _fsync_dir, check_not_inside, sha256_file
 
 PLAN = "plan.json"
+LOCK = "lock"  # DST/.staging/lock: flock-ed by the one run writing DST
 
 
 def check_destination(dst: str | Path, sources: list[Path] = (), keep: bool = True) -> str:
@@ -37,6 +46,7 @@ def check_destination(dst: str | Path, sources: list[Path] = (), keep: bool = Tr
         raise WriteError("destination exists and is not a folder", dst)
     state = "new"
     if dst.is_dir():
+        _refuse_if_locked(dst)
         names = {p.name for p in dst.iterdir()}
         if MANIFEST in names:
             state = "finished"
@@ -45,17 +55,179 @@ def check_destination(dst: str | Path, sources: list[Path] = (), keep: bool = Tr
         elif names - {STAGING}:
             raise WriteError(f"destination is not empty ({', '.join(sorted(names - {STAGING})[:5])}); "
                              "choose an empty or new folder", dst)
-    created = not dst.exists()
+    made, p = [], dst  # the folders mkdir will create, deepest first
+    while not (p.exists() or p.is_symlink()) and p != p.parent:
+        made.append(p)
+        p = p.parent
     try:
         dst.mkdir(parents=True, exist_ok=True)
         probe = dst / f".probe-{os.getpid()}"
         probe.write_bytes(b"x")
         probe.unlink()
-        if created and keep is False:
-            dst.rmdir()
+        if keep is False:
+            for d in made:  # dst and any parents this check created
+                d.rmdir()
     except OSError as exc:
         raise WriteError(f"destination is not writable ({exc.strerror or exc})", dst) from None
     return state
+
+
+# -- one writer per destination ---------------------------------------------------------------------
+_HELD: set[str] = set()  # destinations this process holds the lock of (its own check skips the probe)
+
+
+def _lock_key(dst: Path) -> str:
+    return str(dst.resolve())
+
+
+def _busy(dst: Path, path: Path) -> WriteError:
+    """The refusal naming the holder (the lock file holds "PID WHAT", written once it was locked)."""
+    try:
+        pid, _, what = path.read_text().strip().partition(" ")
+    except OSError:
+        pid, what = "", ""
+    who = f"another {what or 'write'}" + (f" (process {pid})" if pid.isdigit() else "")
+    return WriteError(f"{who} is writing into this destination now (it holds {STAGING}/{LOCK}); "
+                      "wait for it to finish or stop it, then run this command again", dst)
+
+
+def _refuse_if_locked(dst: Path) -> None:
+    """Refuse at once when another process holds the destination's lock (creates nothing)."""
+    path = dst / STAGING / LOCK
+    if _lock_key(dst) in _HELD or not path.is_file():
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise _busy(dst, path) from None
+    finally:
+        os.close(fd)  # closing drops the probe's lock, if it got one
+
+
+class DestinationLock:
+    """An exclusive ``flock`` on ``DST/.staging/lock``, held for a whole write (export, embedding run).
+
+    A second writer into the same destination is refused at once (it never waits). The kernel drops
+    the lock when the holder's process ends, however it ends, so a killed run leaves no stale lock:
+    the next run simply resumes. The file holds the holder's pid and what it writes (for the refusal)."""
+
+    def __init__(self, dst: Path, fd: int, path: Path):
+        self.dst, self.fd, self.path = dst, fd, path
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:  # remove the file while still holding it, when it is still ours (a finished write removed .staging)
+            st = os.fstat(self.fd)
+            cur = os.stat(self.path)
+            if (cur.st_ino, cur.st_dev) == (st.st_ino, st.st_dev):
+                os.unlink(self.path)
+                try:
+                    os.rmdir(self.path.parent)  # .staging, when nothing else is left in it
+                except OSError:
+                    pass
+        except OSError:
+            pass
+        finally:
+            os.close(self.fd)
+            self.fd = None
+            _HELD.discard(_lock_key(self.dst))
+
+    def __enter__(self) -> "DestinationLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def lock_destination(dst: str | Path, what: str = "write") -> DestinationLock:
+    """Take the destination's lock (creating ``DST/.staging/lock``) or refuse: another writer holds it."""
+    import time
+
+    dst = Path(dst)
+    path = dst / STAGING / LOCK
+    busy = 0
+    for _ in range(100):
+        try:
+            path.parent.mkdir(exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except FileNotFoundError:  # a finishing writer removed .staging between the two calls
+            if not dst.is_dir():
+                raise WriteError("destination folder does not exist", dst) from None
+            continue
+        except OSError as exc:
+            raise WriteError(f"cannot lock the destination ({exc.strerror or exc})", dst) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise WriteError(f"cannot lock the destination ({exc.strerror or exc})", dst) from None
+            busy += 1
+            if busy >= 5:  # held for ~0.1 s: a writer (another check's probe holds it for microseconds)
+                raise _busy(dst, path) from None
+            time.sleep(0.02)
+            continue
+        try:  # the file locked must still be the one at `path` (a finishing writer unlinks it)
+            same = (os.stat(path).st_ino, os.stat(path).st_dev) == (os.fstat(fd).st_ino, os.fstat(fd).st_dev)
+        except OSError:
+            same = False
+        if not same:
+            os.close(fd)
+            continue
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {what}\n".encode())
+        _HELD.add(_lock_key(dst))
+        return DestinationLock(dst, fd, path)
+    raise WriteError("cannot lock the destination (its .staging folder keeps changing)", dst)
+
+
+def locked_write(dst: str | Path, sources, what: str, run: Callable[[], object]):
+    """Run a whole write into `dst` (``run()``, which checks the destination and plans itself) holding
+    the destination's lock. A refusal before any part is published (a bad option, a full disk) leaves
+    the destination as it was: the folders this call created are removed again."""
+    dst = Path(dst)
+    made, p = [], dst  # the folders check_destination will create, deepest first
+    while not (p.exists() or p.is_symlink()) and p != p.parent:
+        made.append(p)
+        p = p.parent
+    check_destination(dst, list(sources))  # refusals that need no lock; creates dst
+    cleared = False
+    try:
+        with lock_destination(dst, what):
+            state = check_destination(dst, list(sources))  # again, under the lock: another run may have finished
+            try:
+                return run()
+            except BaseException as exc:
+                if state == "new" and not isinstance(exc, IncompleteError):
+                    cleared = _clear_new(dst)
+                raise
+    finally:
+        if cleared:  # the lock's release removed .staging; now the folders this call made
+            for d in made:
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+
+
+def _clear_new(dst: Path) -> bool:
+    """After a refused new write: remove what it put in .staging (the lock stays until released),
+    unless a part was already published. True when cleared."""
+    try:
+        if {p.name for p in dst.iterdir()} - {STAGING} or any((dst / STAGING / "done").glob("*.json")):
+            return False
+        for p in (dst / STAGING).iterdir():
+            if p.name != LOCK:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        return True
+    except OSError:
+        return False
 
 
 def begin_plan(dst: Path, state: str, plan: dict, what: str = "export") -> tuple[str, dict | None]:
@@ -85,9 +257,11 @@ def begin_plan(dst: Path, state: str, plan: dict, what: str = "export") -> tuple
             raise WriteError(f"destination holds an unfinished {what} of a different plan "
                              f"(differs in: {', '.join(changed) or 'everything'}); remove it or choose another folder", dst)
     else:
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True)
+        if staging.exists():  # leftovers without a plan; the lock file (held by this run) stays
+            for p in staging.iterdir():
+                if p.name != LOCK:
+                    shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        staging.mkdir(parents=True, exist_ok=True)
         _write_json_atomic(staging / PLAN, {"digest": digest, "plan": plan})
     shutil.rmtree(staging / "tmp", ignore_errors=True)
     return digest, None
@@ -149,10 +323,13 @@ class _HashingFile:
 
     def _put(self, mv: memoryview) -> None:
         self.h.update(mv)
-        start = self.f.tell()
-        while mv:
-            k = self.f.write(mv)
-            mv = mv[k:]
+        try:
+            start = self.f.tell()
+            while mv:
+                k = self.f.write(mv)
+                mv = mv[k:]
+        except OSError as exc:  # name the file (a write error carries none): the caller reports it
+            raise OSError(exc.errno, exc.strerror or str(exc), str(self.path)) from None
         _start_writeback(self.f.fileno(), start, self.f.tell() - start)
 
     def write(self, data) -> None:
@@ -216,8 +393,9 @@ def staged_task(dst, task_id: str, write: Callable[[Path], list[dict]], extra: d
             os.replace(tmp / e["path"], final)
             _fsync_dir(final.parent)
     except OSError as exc:
-        raise WriteError(f"writing {what or task_id} failed: {exc.strerror or exc}; "
-                         "finished parts are kept: run the same command again to resume", dst) from None
+        at = _failed_file(exc, tmp, dst)
+        raise WriteError(f"writing {what or task_id} failed{f' at {at}' if at else ''}: {exc.strerror or exc}",
+                         dst) from None  # the caller says which parts are kept and how to resume
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     record = {"task": task_id, **(extra or {}), "files": [_entry(e) for e in files],
@@ -225,6 +403,41 @@ def staged_task(dst, task_id: str, write: Callable[[Path], list[dict]], extra: d
               "seconds": round(time.perf_counter() - t0, 3), "pid": os.getpid()}
     _write_json_atomic(dst / STAGING / "done" / f"{task_id}.json", record)
     return record
+
+
+def write_parquet(table, path: Path, **kw) -> None:
+    """``pq.write_table`` whose write errors name the file (pyarrow's do not, and it removes the
+    partial file, so a failed part could not tell which file the disk filled up on)."""
+    import pyarrow.parquet as pq
+
+    try:
+        pq.write_table(table, path, **kw)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror if exc.errno else str(exc), str(path)) from None
+
+
+def _failed_file(exc: OSError, tmp: Path, dst: Path) -> str | None:
+    """The file a failed write was writing, as its final path relative to DST: the error's own file
+    name when it has one, else the most recently written file of the part (pyarrow's errors name none)."""
+    name = exc.filename if isinstance(exc.filename, str) else None
+    if name is None:
+        newest = None
+        for p in tmp.rglob("*"):
+            try:
+                st = p.lstat()
+            except OSError:
+                continue
+            if p.is_file() and (newest is None or st.st_mtime_ns >= newest[0]):
+                newest = (st.st_mtime_ns, p)
+        name = None if newest is None else str(newest[1])
+    if name is None:
+        return None
+    for root in (tmp, dst):
+        try:
+            return Path(name).relative_to(root).as_posix()
+        except ValueError:
+            continue
+    return name
 
 
 def _entry(e: dict) -> dict:
