@@ -148,9 +148,9 @@ def test_apply_writes_the_selection(demo_world, tmp_path, capsys):
     assert main(["verify", str(tmp_path / "out")]) == 0
     import polars as pl
 
-    removed = pl.read_parquet(tmp_path / "out" / "removed.parquet")  # every removed row, with its reason
+    removed = pl.read_parquet(tmp_path / "out" / "sidecars" / "removed.parquet")  # every removed row, with its reason
     assert removed.height + len(out) == 6000 and set(removed.columns) == {"row", "reason"}
-    assert "removed.parquet" in json.dumps(out.manifest)
+    assert "sidecars/removed.parquet" in json.dumps(out.manifest)
     assert main(["apply", "laion2b-en", str(demo_world), "--out", str(tmp_path / "out2")]) == 0
     assert len(workbench.open_collection(tmp_path / "out2")) == len(out)
     assert main(["apply", "laion2b-en", str(demo_world), str(tmp_path / "o3"), "--dry-run"]) == 2

@@ -295,3 +295,22 @@ def test_datacomp_presets(world):
     names = [w.lower() for w in words("imagenet-1k")]
     kept_caps = [caps[r].lower() for r in text.kept_rows()[:200]]
     assert all(any(n in cap for n in names) for cap in kept_caps)
+
+
+@pytest.mark.parametrize("bound", ["min", "max", "above", "below"])
+def test_a_nan_score_fails_every_threshold_evaluated_or_live(bound):
+    """README: a missing value fails every rule. polars orders NaN above every number, so `NaN >= t`
+    alone would keep it; the recipe and the live kernel must agree that it fails."""
+    from workbench.live import Live
+
+    f = pl.DataFrame({"row": [0, 1, 2, 3], "s": [0.1, float("nan"), None, 0.9]})
+    r = Recipe([Rule({"column": "s", bound: 0.5})], "nan")
+    want = {"min": [3], "above": [3], "max": [0], "below": [0]}[bound]
+    assert evaluate(f, r).kept_rows().tolist() == want
+    live = Live(f, r)
+    assert live.selection().kept_rows().tolist() == want
+    live.set_bounds(0, **{bound: 0.5})  # the kernel path after a slider move
+    assert live.selection().kept_rows().tolist() == want
+    int_rule = Recipe([Rule({"column": "i", bound: 1})], "ints")  # integer columns take the same bounds
+    assert evaluate(pl.DataFrame({"row": [0, 1], "i": [0, 2]}), int_rule).kept_rows().tolist() == (
+        [1] if bound in ("min", "above") else [0])

@@ -13,8 +13,9 @@ from workbench.recipe import PRESETS
 BOUND_KEYS = ("min", "above", "max", "below")
 
 
-def counts_html(c: dict) -> str:
-    """Kept/removed and a per-rule table; rule names come from the recipe (escaped all the same)."""
+def counts_html(c: dict, warnings=()) -> str:
+    """Kept/removed and a per-rule table; rule names come from the recipe (escaped all the same);
+    `warnings` (Workspace.warnings: what `workbench apply` prints as ``warning:`` lines) below it."""
     n = max(c["rows"], 1)
     head = (f"<div class='wb-total'><b>kept {c['kept']:,}</b> of {c['rows']:,} rows "
             f"({100 * c['kept'] / n:.1f}%) &middot; removed {c['removed']:,}</div>")
@@ -24,7 +25,8 @@ def counts_html(c: dict) -> str:
         for r in c["rules"])
     table = ("<table class='wb-rules' style='font-size:12px'><tr><th>rule</th><th>removes alone</th>"
              f"<th>in order</th><th>remaining</th></tr>{rows}</table>") if c["rules"] else "<i>no rules yet</i>"
-    return head + table
+    warn = "".join(f"<div class='wb-warning' style='color:#b00'>warning: {html.escape(w)}</div>" for w in warnings)
+    return head + table + warn
 
 
 def nice_step(span: float) -> float:
@@ -102,7 +104,7 @@ class FilterPanel:
 
     # -- counts and histogram --------------------------------------------------------------------
     def show(self, c: dict) -> None:
-        self.counts.value = counts_html(c)
+        self.counts.value = counts_html(c, self.wb.workspace.warnings(c))
 
     def show_histogram(self, h: dict | None) -> None:
         if not h:

@@ -15,7 +15,7 @@ from .errors import IncompleteError, WorkbenchError
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR, EXIT_INCOMPLETE = 0, 1, 2, 3
 ENGINE_CHOICES = ("local", "ray")  # workbench.engine.ENGINES, without importing it
-REMOVED = "removed.parquet"  # written beside an applied subset: every removed source row and its reason
+REMOVED = "sidecars/removed.parquet"  # workbench.export.REMOVED_ROWS: every removed source row and its reason
 
 
 def _cmd_info(args) -> int:
@@ -154,6 +154,7 @@ def _cmd_apply(args) -> int:
 
     from .engine import make_engine
     from .export import check_destination, export
+    from .recipe import require_kept
     from .scoring import apply, needs_text_encoder
 
     t0 = time.perf_counter()
@@ -173,8 +174,12 @@ def _cmd_apply(args) -> int:
     show = args.progress or (not args.quiet and sys.stderr.isatty())
     with make_engine(args.engine, args.workers, args.address) as engine:
         sel = apply(c, recipe, encoder=enc, cache=not args.no_cache, progress=show, device=args.device, engine=engine)
+        if not args.dry_run:
+            require_kept(sel.summary(recipe), recipe.name, c.path)  # nothing written: no empty "subset"
+        for w in sel.warnings:
+            print(f"warning: {w}", file=sys.stderr)
         out = {"recipe": recipe.name, "source": str(c.path), **sel.summary(recipe), "scores": sel.scores,
-               "skipped_shards": c.skipped}
+               "skipped_shards": c.skipped, "warnings": sel.warnings}
         if args.reasons:
             tmp = Path(args.reasons + ".partial")
             sel.reasons().write_parquet(tmp)
@@ -225,13 +230,18 @@ def _cmd_embed(args) -> int:
         res = embed(args.src, args.dst, args.model, args.pretrained, device=args.device, batch_size=args.batch_size,
                     rows_per_shard=args.rows_per_shard, keep_failed=args.keep_failed, captions=args.captions,
                     decode_workers=args.decode_workers, precision=args.precision,
-                    gpu_decode={"auto": "auto", "on": True, "off": False}[args.gpu_decode], engine=engine, progress=show)
+                    gpu_decode={"auto": "auto", "on": True, "off": False}[args.gpu_decode], engine=engine, progress=show,
+                    random_weights=args.random_weights)
     m = res.manifest
     totals = m["outputs"]["embed"]
     failed = {k[len("status_"):]: v for k, v in totals.items() if k.startswith("status_") and k != "status_success" and v}
     out = {"src": args.src, "dst": args.dst, "items": totals.get("items"), "embedded": totals.get("embedded"),
            "failed": failed, "rows": m["rows"], "shards": len(m["shards"]), "dim": m["dim"], "model": m["model"],
+           "random_weights": bool(m.get("random_weights")),
            **{k: res.run.get(k) for k in ("parts", "resumed", "already_complete", "images_per_s", "seconds")}}
+    if out["random_weights"]:
+        print(f"warning: {args.dst} holds embeddings of random weights (--random-weights): they mean nothing",
+              file=sys.stderr)
     if args.json:
         print(json.dumps(out))
     else:
@@ -257,21 +267,31 @@ def _read_parquet(path: str, what: str):
         raise WorkbenchError(f"cannot read the {what} ({str(exc).splitlines()[0]})", path) from None
 
 
-def _with_scores(c, scores: str | None):
-    """The collection's metadata, joined on ``row`` with a scores parquet (``workbench score --out``)."""
+def _with_scores(c, scores: str | None, columns=None):
+    """The collection's metadata, in row order, with the columns of a scores parquet (``workbench
+    score --out``) joined on ``row`` (:func:`workbench.scoring.join_scores`): each row gets the
+    scores of its own row id whatever the file's order; a row the file lacks gets null (never
+    picked by sampling); rows the collection lacks are ignored; a row id listed twice, a null or
+    non-integer row id is refused, naming the file and the row. `columns`: the ones the command
+    reads (only these are read from the file; one that the metadata has too is refused)."""
     import polars as pl
+
+    from .scoring import join_scores
 
     lf = c.metadata
     if not scores:
         return lf
     try:
-        extra = pl.scan_parquet(scores)
-        names = extra.collect_schema().names()
+        names = pl.scan_parquet(scores).collect_schema().names()
+        if "row" not in names:
+            raise WorkbenchError("a scores file needs a row column (as `workbench score --out` writes)", scores)
+        wanted = names if columns is None else ["row"] + [x for x in names if x in set(columns) and x != "row"]
+        extra = pl.read_parquet(scores, columns=wanted)  # read here: a damaged page fails with one line
+    except WorkbenchError:
+        raise
     except Exception as exc:  # noqa: BLE001 - polars' errors for a missing or damaged file
         raise WorkbenchError(f"cannot read the scores file ({str(exc).splitlines()[0]})", scores) from None
-    if "row" not in names:
-        raise WorkbenchError("a scores file needs a row column (as `workbench score --out` writes)", scores)
-    return lf.join(extra, on="row", how="left")
+    return join_scores(lf, extra, where=scores, columns=columns)
 
 
 def _cmd_sample(args) -> int:
@@ -283,14 +303,21 @@ def _cmd_sample(args) -> int:
     from .sampling import sample
 
     c = _open(args)
-    lf = _with_scores(c, args.scores)
+    lf = _with_scores(c, args.scores, [args.by])
     have = lf.collect_schema().names()
     if args.by not in have:
-        raise WorkbenchError(f"no column {args.by!r} to sample by (columns: {', '.join(sorted(have))})", c.path)
-    col = lf.select(pl.col(args.by)).collect()[args.by]
+        raise WorkbenchError(f"no column {args.by!r} to sample by (columns: {', '.join(sorted(have))})",
+                             args.scores or c.path)
+    df = lf.select(pl.col("row"), pl.col(args.by)).collect()
+    col = df[args.by]
     if not col.dtype.is_numeric():
-        raise WorkbenchError(f"column {args.by!r} is {col.dtype}, not a number", c.path)
-    scores = col.cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        raise WorkbenchError(f"column {args.by!r} is {col.dtype}, not a number", args.scores or c.path)
+    # one score per row id, placed by row id (not by position): null, NaN and +-inf are never picked
+    ids = df["row"].to_numpy()
+    if len(ids) and (ids.min() < 0 or ids.max() >= len(c)):
+        raise WorkbenchError(f"row ids {ids.min()}..{ids.max()} do not fit the collection's {len(c):,} rows", c.path)
+    scores = np.full(len(c), np.nan)
+    scores[ids] = col.cast(pl.Float64).fill_null(float("nan")).to_numpy()
     n = args.n
     if args.fraction is not None:
         import math
@@ -392,7 +419,7 @@ def _cmd_mix(args) -> int:
 
     c = _open(args)
     columns = [x.strip() for v in args.column for x in v.split(",") if x.strip()]
-    lf = _with_scores(c, args.scores)
+    lf = _with_scores(c, args.scores, columns)  # row order; each row its own scores (duplicates refused)
     have = lf.collect_schema().names()
     missing = [x for x in columns if x not in have]
     if missing:
@@ -439,36 +466,103 @@ def _cmd_mix(args) -> int:
     return EXIT_OK
 
 
-def _cmd_export(args) -> int:
-    from pathlib import Path
-
+def _whole_numbers(s, what: str, path: str):
+    """A rows file's ``row`` or ``count`` column as int64, or one error naming the file and the row
+    (its 0-based position in the file): a null, a column that is not numbers (strings, booleans),
+    a value that is not a whole number (1.5, NaN, inf)."""
     import numpy as np
     import polars as pl
+
+    nulls = s.is_null().arg_true()
+    if len(nulls):
+        raise WorkbenchError(f"the {what} is empty (null)", path, row=int(nulls[0]))
+    if s.dtype.is_integer():
+        v = s.cast(pl.Int64, strict=False)  # a uint64 beyond int64 becomes null
+        big = v.is_null().arg_true()
+        if len(big):
+            raise WorkbenchError(f"{what} {s[int(big[0])]} is too large", path, row=int(big[0]))
+        return v.to_numpy()
+    if s.dtype.is_float():
+        v = s.cast(pl.Float64).to_numpy()
+        bad = np.nonzero(~np.isfinite(v) | (v != np.floor(v)) | (np.abs(v) >= 2.0 ** 62))[0]
+        if len(bad):
+            raise WorkbenchError(f"{what} {float(v[bad[0]])!r} is not a whole number", path, row=int(bad[0]))
+        return v.astype(np.int64)
+    raise WorkbenchError(f"{what} {s[0]!r} is not an integer: the {s.name} column is {s.dtype}, not integer",
+                         path, row=0)
+
+
+def _rows_file(path: str, n: int):
+    """A rows file (``row`` [, ``count``] parquet, as ``workbench sample`` writes) -> (rows, counts):
+    `rows` the listed global row ids (a row listed twice without counts is written once: the file is
+    a set), `counts` None, or one count per row of the collection when the file has ``count`` (each
+    row written that many times; 0: not written). Row order in the file never matters. Refused with
+    one line naming the file and the row (0-based position in the file): no ``row`` column, a null,
+    non-integer or out-of-range row id, a null, negative or non-integer count, and, with counts, a
+    row id listed twice (summing two counts of one row would hide a mistake: merge them first)."""
+    import numpy as np
+
+    picked = _read_parquet(path, "rows file")
+    if "row" not in picked.columns:
+        raise WorkbenchError("the rows file needs a row column (as workbench sample writes)", path)
+    rows = _whole_numbers(picked["row"], "row id", path)
+    bad = np.nonzero((rows < 0) | (rows >= n))[0]
+    if len(bad):
+        raise WorkbenchError(f"row id {rows[bad[0]]} is not in the collection (rows 0..{n - 1})", path,
+                             row=int(bad[0]))
+    if "count" not in picked.columns:
+        return rows, None
+    per = _whole_numbers(picked["count"], "count", path)
+    neg = np.nonzero(per < 0)[0]
+    if len(neg):
+        raise WorkbenchError(f"count {per[neg[0]]} is negative", path, row=int(neg[0]))
+    order = np.argsort(rows, kind="stable")
+    same = np.nonzero(np.diff(rows[order]) == 0)[0]
+    if len(same):
+        k = np.argmin(order[same + 1])  # the earliest repeat in file order, not the lowest row id
+        first, pos = int(order[same[k]]), int(order[same[k] + 1])
+        raise WorkbenchError(f"row id {rows[pos]} is listed twice (first at row {first}): with a count column each "
+                             "row is listed once (add the counts up first)", path, row=pos)
+    counts = np.zeros(n, np.int64)
+    counts[rows] = per
+    return rows, counts
+
+
+def _unlisted_rows(n: int, rows, counts):
+    """The removed rows of an export from a rows file: every source row not written, and why."""
+    import numpy as np
+    import polars as pl
+
+    listed = np.zeros(n, bool)
+    listed[rows] = True
+    gone = np.nonzero(~(listed if counts is None else counts > 0))[0]
+    reason = np.where(listed[gone], "count 0 in rows file", "not in rows file")
+    return pl.DataFrame({"row": gone.astype(np.int64), "reason": reason.tolist()},
+                        schema={"row": pl.Int64, "reason": pl.Utf8})
+
+
+def _cmd_export(args) -> int:
+    from pathlib import Path
 
     from .engine import make_engine
     from .export import check_destination, export
 
     formats = _formats(args.format)
     c = _open(args)
-    picked = _read_parquet(args.rows, "rows file")
-    if "row" not in picked.columns:
-        raise WorkbenchError("the rows file needs a row column (as workbench sample writes)", args.rows)
-    rows = picked["row"].cast(pl.Int64).to_numpy()
-    bad = np.nonzero((rows < 0) | (rows >= len(c)))[0]
-    if len(bad):
-        raise WorkbenchError(f"row {rows[bad[0]]} is not in the collection ({len(c):,} rows)", args.rows, row=int(bad[0]))
-    counts = None
-    if "count" in picked.columns:
-        counts = np.zeros(len(c), np.int64)
-        np.add.at(counts, rows, picked["count"].cast(pl.Int64).to_numpy())
+    rows, counts = _rows_file(args.rows, len(c))
+    if not len(rows) or (counts is not None and not counts.any()):
+        raise WorkbenchError("the rows file lists no row to write (no rows, or every count 0): nothing to export",
+                             args.rows)
     check_destination(args.dst, c.source_paths, keep=False)
     show = args.progress or (not args.quiet and sys.stderr.isatty())
     with make_engine(args.engine, args.workers, args.address) as engine:
         res = export(c, args.dst, None if counts is not None else rows, counts=counts, formats=formats,
                      rows_per_shard=args.rows_per_shard, samples_per_tar=args.samples_per_tar, engine=engine,
-                     progress=show, parameters={"rows_file": str(Path(args.rows).resolve())})
+                     progress=show, parameters={"rows_file": str(Path(args.rows).resolve())},
+                     extras={REMOVED: lambda p: _unlisted_rows(len(c), rows, counts).write_parquet(p)})
     m = res.manifest
     out = {"source": str(c.path), "out": args.dst, "formats": formats, "written_rows": m["rows"],
+           "removed_rows_file": str(Path(args.dst) / REMOVED),
            "distinct_rows": m["parameters"].get("distinct_rows", m["parameters"]["selected_rows"]),
            "outputs": m.get("outputs", {}), "parts": res.run["tasks"], "resumed_parts": res.run["resumed"],
            "already_complete": res.run["already_complete"]}
@@ -508,6 +602,8 @@ def _cmd_score(args) -> int:
     with make_engine(args.engine, args.workers, args.address) as engine:
         res = compute(c, scorers, cache=not args.no_cache, progress=args.progress, engine=engine)
     df = res.collect()
+    if not df["row"].is_sorted():  # compute's frame is in row order; --out promises it explicitly
+        df = df.sort("row")
     stats = {}
     for name, dtype in df.schema.items():
         if name == "row":
@@ -516,14 +612,22 @@ def _cmd_score(args) -> int:
         st = {"nulls": int(col.null_count()), "cache": str(res.caches.get(name) or "")}
         if dtype.is_numeric():
             q = col.drop_nulls()
+            if dtype.is_float():  # NaN and +-inf are counted, not averaged (JSON has no NaN)
+                st["non_finite"] = int((~q.is_finite()).sum())
+                q = q.filter(q.is_finite())
             st.update({"mean": float(q.mean()) if len(q) else None,
                        **{f"p{p}": (float(q.quantile(p / 100)) if len(q) else None) for p in (1, 50, 99)}})
-        else:
-            st["values"] = {str(k): int(v) for k, v in col.value_counts(sort=True).head(10).iter_rows()}
+        else:  # most frequent first; ties by value, so the same data prints the same summary
+            vc = col.value_counts(sort=True, name="__n").sort(["__n", name], descending=[True, False], nulls_last=True)
+            st["values"] = {str(k): int(v) for k, v in vc.head(10).iter_rows()}
         stats[name] = st
     out = {"source": str(c.path), "rows": len(c), "columns": stats, "scores": res.report}
-    if args.out:
-        df.write_parquet(args.out)
+    if args.out:  # row + the columns, one line per row id, ascending; written whole or not at all
+        from pathlib import Path
+
+        tmp = Path(args.out).with_name(Path(args.out).name + ".partial")
+        df.write_parquet(tmp)
+        tmp.replace(args.out)
         out["out"] = args.out
     print(json.dumps(out) if args.json else json.dumps(out, indent=2))
     return EXIT_OK
@@ -622,6 +726,7 @@ def _model_args(s) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench", description="Curation workbench for LAION-scale image-text collections.")
+    p.add_argument("--version", action="version", version=f"workbench {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("info", help="layout, shards, rows, dims and columns of a collection (headers only)")
@@ -676,6 +781,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dst", help="the output folder (new or empty; an unfinished run there is resumed)")
     s.add_argument("--model", required=True, help="an open_clip model name, or a path to an open_clip model-config JSON")
     s.add_argument("--pretrained", help="an open_clip pretrained tag, or a local checkpoint (.pt/.pth/.bin/.safetensors)")
+    s.add_argument("--random-weights", action="store_true",
+                   help="embed with random weights (no --pretrained; for tests: the embeddings mean nothing); "
+                        "recorded in the manifest")
     s.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--rows-per-shard", type=int, default=1_000_000)
@@ -827,6 +935,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        try:
+            code = _main(argv)
+        except SystemExit:  # argparse: --help, --version, a usage error; their text is flushed here
+            _flush_stdout()
+            raise
+        _flush_stdout()  # a closed pipe shows here, not as a traceback at interpreter exit
+        return code
+    except BrokenPipeError:
+        if not _stdout_closed():  # another pipe broke: an error like any other
+            print("error: a pipe closed while writing (broken pipe)", file=sys.stderr)
+            return EXIT_ERROR
+        _stdout_to_devnull()  # `workbench ... | head`: the reader has all it wanted; not an error
+        return EXIT_OK
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
@@ -836,12 +961,55 @@ def main(argv: list[str] | None = None) -> int:
     except WorkbenchError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:
+        raise
     except OSError as exc:
         print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _flush_stdout() -> None:
+    sys.stdout.flush()
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe (or socket) whose reader has gone."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no file descriptor (captured in-process): assume it is
+        return True
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null, so that what is still buffered is dropped quietly at exit (the
+    standard recipe for SIGPIPE-free pipes: https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _version() -> str:
+    """The installed package's version (importlib.metadata), else the source's."""
+    try:
+        from importlib.metadata import version
+
+        return version("laion-workbench")
+    except Exception:  # noqa: BLE001 - not installed (a source checkout on sys.path)
+        from . import __version__
+
+        return __version__
 
 
 if __name__ == "__main__":  # pragma: no cover

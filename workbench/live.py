@@ -9,6 +9,10 @@ Nothing here reads embeddings: the threshold columns are held in memory, with on
 pattern per row (bit i set = rule i removes the row; up to 16 rules). A change rewrites one bit in
 one pass, and a second pass (:func:`workbench.kernels.live_counts`) counts rows per pattern (from
 which every rule's counts follow) and fills the histogram.
+
+Row order: a :class:`Live` holds its frame in row-id order (sorted when given otherwise; a row id
+listed twice is refused), so ``rows``, ``packed``, :meth:`Live.first_reason` and the selection are
+per row id, ascending, whatever order the frame came in.
 """
 from __future__ import annotations
 
@@ -40,7 +44,15 @@ class Live:
             raise RecipeError(f"live counts need column(s) {missing}, which the frame lacks")
         self.recipe = Recipe(list(recipe.rules), recipe.name, recipe.description, recipe.base)
         self.n_bins = bins
+        if frame[ROW].null_count():
+            raise RecipeError(f"live counts need a row id on every row (row {int(frame[ROW].is_null().arg_true()[0])} "
+                              "has none)")
+        if not frame[ROW].is_sorted():  # row-id order: rules that depend on order (dedup, top_fraction) and
+            frame = frame.sort(ROW)     # every per-row array here (packed, values, bins) follow row ids
         self.rows = frame[ROW].to_numpy().astype(np.int64)
+        if len(self.rows) > 1 and not (np.diff(self.rows) > 0).all():
+            twice = int(self.rows[1:][np.diff(self.rows) == 0][0])
+            raise RecipeError(f"live counts need one line per row: row id {twice} is listed twice")
         self._frame = frame
         self.packed = np.zeros(len(self.rows), np.uint16)
         for i, rule in enumerate(self.recipe.rules):
@@ -66,7 +78,8 @@ class Live:
         lf = collection.metadata
         scorers = recipe_scorers(collection, recipe, encoder)
         if scorers:
-            lf = pl.concat([lf, compute(collection, scorers, progress=progress).frame.drop(ROW)], how="horizontal")
+            lf = collection.guard_reads(  # a damaged metadata file is named, as in scoring.apply
+                pl.concat([lf, compute(collection, scorers, progress=progress).frame.drop(ROW)], how="horizontal"))
         cols = sorted(recipe.columns() | {ROW})
         return cls(lf.select(cols).collect(), recipe, bins)
 

@@ -74,8 +74,25 @@ def _matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
     return frame.select([pl.col(c).cast(pl.Float64).fill_null(float("nan")) for c in columns]).to_numpy()
 
 
+def _unique_rows(ids: pl.Series, what: str) -> None:
+    """Refuse a null or twice-listed row id, naming its position (``row N``) in the table."""
+    nulls = ids.is_null().arg_true()
+    if len(nulls):
+        raise WorkbenchError(f"{what}: the row id is empty (null)", row=int(nulls[0]))
+    again = (~ids.is_first_distinct()).arg_true()
+    if len(again):
+        pos = int(again[0])
+        before = int((ids.head(pos) == ids[pos]).arg_true()[0])
+        raise WorkbenchError(f"{what}: row id {ids[pos]} is listed twice (first at row {before})", row=pos)
+
+
 def learn_mix(frame: pl.DataFrame, labels: pl.DataFrame, columns: list[str], folds: int = 5, seed: int = 0) -> Mix:
-    """`frame`: ``row`` + the score columns; `labels`: ``row`` + ``label`` (1 good / 0 bad, or bool)."""
+    """`frame`: ``row`` + the score columns; `labels`: ``row`` + ``label`` (1 good / 0 bad, or bool).
+
+    Rows are matched by row id, and training sees them in row-id order, so the result (weights, the
+    cross-validation folds) depends on neither table's order. Refused (naming the position in the
+    table as ``row N``): a null or twice-listed row id in either table, a null label, a label other
+    than 0/1."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
@@ -83,8 +100,18 @@ def learn_mix(frame: pl.DataFrame, labels: pl.DataFrame, columns: list[str], fol
         raise WorkbenchError("give at least one column to mix")
     if not {"row", "label"} <= set(labels.columns):
         raise WorkbenchError(f"labels need columns row and label (have: {', '.join(labels.columns)})")
+    if not labels.schema["row"].is_integer():
+        raise WorkbenchError(f"labels: the row column is {labels.schema['row']}, not integer", row=0)
+    _unique_rows(frame["row"], "scores")
+    _unique_rows(labels["row"], "labels")
+    label = labels["label"]
+    if label.dtype != pl.Boolean and not label.dtype.is_numeric():
+        raise WorkbenchError(f"labels: the label column is {label.dtype}, not 1/0", row=0)
+    odd = (label.is_null() | ~label.cast(pl.Float64).is_in([0.0, 1.0])).arg_true()
+    if len(odd):
+        raise WorkbenchError(f"labels: label {label[int(odd[0])]!r} is not 1 or 0", row=int(odd[0]))
     lab = labels.select(pl.col("row").cast(pl.Int64), pl.col("label").cast(pl.Int8))
-    data = frame.join(lab, on="row", how="inner")
+    data = frame.join(lab, on="row", how="inner").sort("row")  # row-id order: folds independent of input order
     x = _matrix(data, columns)
     y = data["label"].to_numpy()
     ok = np.all(np.isfinite(x), axis=1)

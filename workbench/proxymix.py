@@ -33,7 +33,7 @@ import numpy as np
 import polars as pl
 
 from .errors import WorkbenchError
-from .mixing import Mix, _matrix
+from .mixing import Mix, _matrix, _unique_rows
 
 DEFAULT_TEMPLATE = "a photo of a {}."
 LOGIT_SCALE = 100.0
@@ -140,7 +140,9 @@ def learn_mix_proxy(collection, frame: pl.DataFrame, columns: list[str], task: P
                     lr: float = 0.05, seed: int = 0) -> Mix:
     """Learn mixing weights for `columns` (in `frame`: ``row`` + the columns) with the FLYT objective
     on `task` (module docstring). Returns a :class:`~workbench.mixing.Mix` whose ``bias`` is 0 (a
-    softmax ignores it) and whose ``proxy`` dict holds the held-out check."""
+    softmax ignores it) and whose ``proxy`` dict holds the held-out check. `frame` is read in
+    row-id order (its own order does not matter; a row id listed twice is refused); rows with a
+    missing or non-finite score are left out of the pool."""
     import torch
     import torch.nn.functional as F
 
@@ -155,6 +157,8 @@ def learn_mix_proxy(collection, frame: pl.DataFrame, columns: list[str], task: P
     if task.images.shape[1] != collection.dim:
         raise WorkbenchError(f"the held-out set is {task.images.shape[1]}-d, the collection {collection.dim}-d",
                              collection.path)
+    _unique_rows(frame["row"], "scores")
+    frame = frame.sort("row")  # the pool sample is drawn in row-id order: the same for any input order
     rng = np.random.default_rng(seed)
     x_all = _matrix(frame, columns)
     rows_all = frame["row"].cast(pl.Int64).to_numpy()

@@ -29,6 +29,22 @@ rule. Thresholds: ``min`` (>=), ``max`` (<=), ``above`` (>), ``below`` (<).
 Rules that need scores (prompt, head, zero_shot, semantic dedup, language, and ``similarity`` where
 the metadata lacks it) name a *score request*; :mod:`workbench.scoring` computes those columns
 (cached beside the collection) before the rules are evaluated. This module never imports torch.
+
+Limits (a recipe is a short hand-written file; anything past these is refused with one line, in
+well under a second, before any work):
+
+- a recipe file is at most 1 MiB (:data:`MAX_RECIPE_BYTES`; 10,000 one-line rules take ~0.5 MiB)
+  and UTF-8 text;
+- at most 10,000 rules (:data:`MAX_RULES`): a row's reason is an int16 rule index, and evaluating
+  10,000 threshold rules over a million rows already holds ~1.25 GB of fail bits;
+- collections nest at most 16 deep (:data:`MAX_DEPTH`; a recipe needs 4);
+- YAML aliases may only repeat a single value (``min: &t 0.28`` ... ``max: *t``); an alias of a
+  mapping or list (``<<: *base``, the "billion laughs" expansion) is refused, since each such
+  alias can multiply the size of what it names.
+
+Evaluation costs O(rules x rows): one polars pass computes every rule's keep column, then each
+rule updates the first reason and its own count once. Pairwise overlaps (k x k) are computed only
+when asked for (:attr:`Selection.overlaps`, :meth:`Selection.overlap_table`), from packed fail bits.
 """
 from __future__ import annotations
 
@@ -47,6 +63,9 @@ from .errors import RecipeError
 from .schema import ROW
 
 _BOUNDS = {"min": ">=", "max": "<=", "above": ">", "below": "<"}
+MAX_RECIPE_BYTES = 1 << 20  # 1 MiB
+MAX_RULES = 10_000  # < 32,767: Selection.reason is int16
+MAX_DEPTH = 16  # nesting of mappings/lists in a recipe file (a recipe needs 4)
 # -- rules ------------------------------------------------------------------------------------------
 def _num(v, key, where=None):
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
@@ -71,8 +90,13 @@ def _check_bounds(p, what: str, required: bool = True, extra: tuple = ()):
 
 
 def _bounded(c: pl.Expr, p) -> list[pl.Expr]:
+    """Threshold conditions on `c`. A NaN fails every bound (polars orders NaN above every number,
+    so `NaN >= t` alone would keep it), as a null does: a missing score never passes a rule."""
     ops = {"min": lambda v: c >= v, "max": lambda v: c <= v, "above": lambda v: c > v, "below": lambda v: c < v}
-    return [ops[k](float(p[k])) for k in _BOUNDS if k in p]
+    conds = [ops[k](float(p[k])) for k in _BOUNDS if k in p]
+    if conds:
+        conds.append(c.cast(pl.Float64, strict=False).is_not_nan())
+    return conds
 
 
 def _bounds_name(label: str, p, sep: str = "") -> str:
@@ -95,6 +119,11 @@ def _check_column(p):
     for k in ("in", "not_in"):
         if k in p and not isinstance(p[k], list):
             raise RecipeError(f"column {p['column']}: `{k}` must be a list")
+        kinds = {"number" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v).__name__
+                 for v in p.get(k, []) if v is not None}
+        if not kinds <= {"str", "number", "bool"} or len(kinds) > 1:
+            raise RecipeError(f"column {p['column']}: `{k}` must list values of one type (strings, numbers or "
+                              f"booleans), got {p[k]!r:.80}")
 
 
 def _keep_column(p) -> pl.Expr:
@@ -181,11 +210,11 @@ _TAGS = ("UNLIKELY", "UNSURE", "NSFW")
 
 
 def _check_zero_shot(p):
-    if p["zero_shot"] not in ZERO_SHOT:
+    if not isinstance(p["zero_shot"], str) or p["zero_shot"] not in ZERO_SHOT:
         raise RecipeError(f"zero_shot: unknown prompt set {p['zero_shot']!r} (known: {', '.join(ZERO_SHOT)})")
     if p["zero_shot"] == "laion400m-nsfw":
         tags = p.get("drop_tags", [])
-        if not isinstance(tags, list) or not set(tags) <= set(_TAGS):
+        if not isinstance(tags, list) or not all(isinstance(t, str) and t in _TAGS for t in tags):
             raise RecipeError(f"zero_shot laion400m-nsfw: drop_tags must be a list of {', '.join(_TAGS)}")
         bad = set(p) - {"zero_shot", "drop_tags", "keep_flagged"}
     else:
@@ -403,9 +432,11 @@ def _check_top(p):
 
 def _keep_top(p) -> pl.Expr:
     c = pl.col(p["by"])
-    # ordinal rank: ties go to the earlier row, so the result is deterministic; nulls are never kept
-    k = (c.count() * float(p["top_fraction"])).ceil()
-    return c.rank("ordinal", descending=True) <= k
+    # ordinal rank among the finite values: ties go to the earlier row (frames are in row order), so the
+    # result is deterministic; null, NaN, +inf and -inf are never kept nor counted (as `workbench sample`)
+    finite = c.cast(pl.Float64).is_finite().fill_null(False)
+    k = (finite.sum() * float(p["top_fraction"])).ceil()
+    return pl.when(finite).then(c).rank("ordinal", descending=True) <= k
 
 
 # image clusters near a reference (DataComp's image-based filter) ------------------------------------
@@ -513,7 +544,7 @@ def rule_kind(d: dict) -> str:
     kinds = [_KIND_OF[k] for k in d if k in _KIND_OF]
     if not kinds:
         raise RecipeError(f"a rule names its kind by its first key: one of {', '.join(sorted(_KIND_OF))}; "
-                          f"got keys {sorted(d)}")
+                          f"got keys {sorted(map(str, d))}")
     if len(set(kinds)) > 1:
         raise RecipeError(f"a rule has one kind; this one names {sorted(set(kinds))}")
     return kinds[0]
@@ -535,7 +566,7 @@ class Rule:
         spec = RULES[self.kind]
         unknown = set(self.params) - spec["params"]
         if unknown:
-            raise RecipeError(f"{self.kind}: unknown setting(s) {sorted(unknown)} "
+            raise RecipeError(f"{self.kind}: unknown setting(s) {sorted(map(str, unknown))} "
                               f"(allowed: {sorted(spec['params'])})")
         spec["check"](self.params)
         if not self.name:
@@ -572,6 +603,65 @@ class Rule:
 
 
 # -- recipes ----------------------------------------------------------------------------------------
+def _too_deep(where, line: int | None = None) -> RecipeError:
+    at = f" (line {line + 1})" if line is not None else ""
+    return RecipeError(f"nested more than {MAX_DEPTH} deep{at}: not a recipe", where)
+
+
+def _check_yaml_events(yaml, text: str, loader, where) -> None:
+    """One pass over the parser's events (no objects built): nesting depth, and aliases only of
+    single values. Refuses a "billion laughs" file at its first alias of a list or mapping."""
+    depth = 0
+    collection_anchor: dict[str, bool] = {}
+    for ev in yaml.parse(text, Loader=loader):
+        if isinstance(ev, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _too_deep(where, getattr(ev.start_mark, "line", None))
+            if ev.anchor is not None:
+                collection_anchor[ev.anchor] = True
+        elif isinstance(ev, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
+        elif isinstance(ev, yaml.ScalarEvent) and ev.anchor is not None:
+            collection_anchor[ev.anchor] = False
+        elif isinstance(ev, yaml.AliasEvent) and collection_anchor.get(ev.anchor):
+            line = getattr(ev.start_mark, "line", None)
+            raise RecipeError(f"YAML alias *{ev.anchor}{'' if line is None else f' (line {line + 1})'} repeats a "
+                              "list or mapping: a recipe allows aliases of single values only", where)
+
+
+def _check_depth(data, where) -> None:
+    stack = [(data, 1)]
+    while stack:
+        obj, d = stack.pop()
+        if isinstance(obj, (dict, list)):
+            if d > MAX_DEPTH:
+                raise _too_deep(where)
+            stack.extend((v, d + 1) for v in (obj.values() if isinstance(obj, dict) else obj))
+
+
+def _parse_recipe_text(text: str, is_json: bool, where):
+    """JSON or YAML text -> Python objects, within the module's limits (see the docstring)."""
+    kind = "JSON" if is_json else "YAML"
+    try:
+        if is_json:
+            data = json.loads(text)
+        else:
+            import yaml
+
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            _check_yaml_events(yaml, text, loader, where)
+            data = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader (C or Python)
+    except RecipeError:
+        raise
+    except RecursionError:
+        raise _too_deep(where) from None
+    except Exception as exc:  # noqa: BLE001 - any parse error is a bad recipe file
+        raise RecipeError(f"not valid {kind} ({exc})".replace("\n", " "), where) from None
+    _check_depth(data, where)
+    return data
+
+
 @dataclass
 class Recipe:
     rules: list[Rule] = field(default_factory=list)
@@ -580,6 +670,8 @@ class Recipe:
     base: Path | None = field(default=None, compare=False)  # relative files in rules resolve against it
 
     def __post_init__(self):
+        if len(self.rules) > MAX_RULES:
+            raise RecipeError(f"{len(self.rules):,} rules: a recipe holds at most {MAX_RULES:,}")
         seen: set[str] = set()
         for r in self.rules:
             if r.name in seen:
@@ -592,7 +684,9 @@ class Recipe:
             raise RecipeError("a recipe is a mapping with a `rules:` list", where)
         unknown = set(d) - {"name", "description", "rules"}
         if unknown:
-            raise RecipeError(f"unknown recipe key(s) {sorted(unknown)}", where)
+            raise RecipeError(f"unknown recipe key(s) {sorted(map(str, unknown))}", where)
+        if len(d["rules"]) > MAX_RULES:
+            raise RecipeError(f"{len(d['rules']):,} rules: a recipe holds at most {MAX_RULES:,}", where)
         rules = []
         for i, r in enumerate(d["rules"]):
             try:
@@ -608,18 +702,17 @@ class Recipe:
     def load(cls, path: str | Path) -> "Recipe":
         path = Path(path)
         try:
-            text = path.read_text()
+            with open(path, "rb") as f:
+                raw = f.read(MAX_RECIPE_BYTES + 1)
         except OSError as exc:
-            raise RecipeError(f"cannot read ({exc.strerror})", path) from None
+            raise RecipeError(f"cannot read ({exc.strerror or exc})", path) from None
+        if len(raw) > MAX_RECIPE_BYTES:
+            raise RecipeError(f"recipe file is larger than {MAX_RECIPE_BYTES // (1 << 20)} MiB: not a recipe", path)
         try:
-            if path.suffix == ".json":
-                data = json.loads(text)
-            else:
-                import yaml
-
-                data = yaml.safe_load(text)
-        except Exception as exc:  # noqa: BLE001 - any parse error is a bad recipe file
-            raise RecipeError(f"not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({exc})".replace("\n", " "), path) from None
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RecipeError(f"not UTF-8 text (byte {exc.start}): not a recipe file", path) from None
+        data = _parse_recipe_text(text, path.suffix == ".json", path)
         r = cls.from_dict(data, path)
         r.base = path.resolve().parent
         return r
@@ -686,9 +779,19 @@ class Selection:
     reason: np.ndarray  # int16 per row: index of the first rule that removed it, -1 if kept
     rule_names: list[str]
     alone: np.ndarray  # rows each rule removes on its own
-    overlaps: np.ndarray  # (k, k): rows removed by both rule i and rule j (diagonal = alone)
+    _overlaps: np.ndarray | None = field(default=None, repr=False)  # (k, k), or None: computed from fail_bits when asked
     scores: dict = field(default_factory=dict)  # score columns used: computed / cached / stale shards
     repeats: np.ndarray | None = None  # per row of `rows`, from sampling: how many times to write it (export honours it)
+    fail_bits: np.ndarray | None = field(default=None, repr=False)  # (k, ceil(n/8)) uint8: np.packbits of "rule i removes row j"
+    warnings: list[str] = field(default_factory=list)  # see selection_warnings (scoring.apply fills it)
+
+    @property
+    def overlaps(self) -> np.ndarray:
+        """(k, k) int64: rows removed by both rule i and rule j (diagonal = alone). O(k^2 n): computed
+        on first use (from the packed fail bits), not when the recipe is evaluated."""
+        if self._overlaps is None:
+            self._overlaps = _overlaps_from_bits(self.fail_bits, len(self.rule_names))
+        return self._overlaps
 
     @property
     def mask(self) -> np.ndarray:
@@ -736,6 +839,19 @@ class Selection:
         return {"rows": len(self.rows), "kept": self.kept, "removed": self.removed, "rules": rules}
 
 
+def _overlaps_from_bits(bits: np.ndarray | None, k: int) -> np.ndarray:
+    """Pairwise counts of rows failing both rules, from packed fail bits: a float64 Gram matrix per
+    block of rows (exact: counts stay far below 2**53), at most ~64 MB of unpacked bits at a time."""
+    out = np.zeros((k, k), np.int64)
+    if bits is None or k == 0 or bits.shape[1] == 0:
+        return out
+    step = max(1, 8_000_000 // (8 * k))  # bytes of each rule's bits per block
+    for a in range(0, bits.shape[1], step):
+        f = np.unpackbits(bits[:, a:a + step], axis=1).astype(np.float64)  # padding bits are 0
+        out += np.rint(f @ f.T).astype(np.int64)
+    return out
+
+
 def evaluate(frame: pl.LazyFrame | pl.DataFrame, recipe: Recipe, where: str | None = None) -> Selection:
     """Apply `recipe` to a frame holding ``row`` and the columns its rules read."""
     lf = frame.lazy()
@@ -744,25 +860,33 @@ def evaluate(frame: pl.LazyFrame | pl.DataFrame, recipe: Recipe, where: str | No
     if missing:
         raise RecipeError(f"recipe {recipe.name!r} needs column(s) {missing}, which the data lacks "
                           f"(it has: {', '.join(sorted(have))})", where)
-    keeps = [r.keep(recipe.base).alias(f"__keep{i}") for i, r in enumerate(recipe.rules)]
+    keeps = []
+    for i, r in enumerate(recipe.rules):
+        try:
+            keeps.append(r.keep(recipe.base).alias(f"__keep{i}"))
+        except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:  # a value polars cannot take
+            raise RecipeError(f"rule {i + 1} ({r.name}): cannot be evaluated: {exc}".replace("\n", " "), where) from None
     try:
         df = lf.select(pl.col(ROW), *keeps).collect()
     except pl.exceptions.PolarsError as exc:
         raise RecipeError(f"recipe {recipe.name!r} could not be evaluated: {exc}".replace("\n", " "), where) from None
     rows = df[ROW].to_numpy().astype(np.int64)
-    k = len(recipe.rules)
-    fail = np.empty((k, len(rows)), dtype=bool)
+    n, k = len(rows), len(recipe.rules)
+    # O(k n): each rule's column once; its own count, the rows it is the first to remove, its packed
+    # bits (for overlaps, computed only when asked). No k x k or k x n bool work here.
+    reason = np.full(n, -1, dtype=np.int16)
+    alone = np.zeros(k, np.int64)
+    bits = np.zeros((k, (n + 7) // 8), np.uint8)
+    open_ = np.ones(n, bool)  # rows no earlier rule removed
     for i in range(k):
-        fail[i] = ~df[f"__keep{i}"].to_numpy()
-    reason = np.full(len(rows), -1, dtype=np.int16)
-    if k:
-        any_fail = fail.any(axis=0)
-        reason[any_fail] = fail[:, any_fail].argmax(axis=0)
-    overlaps = np.zeros((k, k), dtype=np.int64)
-    for i in range(k):
-        for j in range(i, k):
-            overlaps[i, j] = overlaps[j, i] = np.count_nonzero(fail[i] & fail[j])
-    return Selection(rows, reason, [r.name for r in recipe.rules], np.diag(overlaps).copy(), overlaps)
+        fail = ~df[f"__keep{i}"].to_numpy()
+        alone[i] = np.count_nonzero(fail)
+        if alone[i]:
+            bits[i] = np.packbits(fail)
+            first = fail & open_
+            reason[first] = i
+            open_ &= ~first
+    return Selection(rows, reason, [r.name for r in recipe.rules], alone, fail_bits=bits)
 
 
 def apply(collection, recipe: Recipe, scores: pl.LazyFrame | None = None, encoder=None, cache: bool = True,
@@ -772,6 +896,89 @@ def apply(collection, recipe: Recipe, scores: pl.LazyFrame | None = None, encode
     from .scoring import apply as _apply
 
     return _apply(collection, recipe, encoder=encoder, cache=cache, progress=progress, scores=scores)
+
+
+# -- results that could mislead: warnings, and the refusal of an empty export --------------------------
+_THRESHOLD_KINDS = ("column", "prompt", "head")
+
+
+def threshold_bounds(rule: Rule) -> list[tuple[str, str, float]]:
+    """(column, bound, value) of each threshold (min/max/above/below) a column, prompt or head rule has."""
+    if rule.kind not in _THRESHOLD_KINDS:
+        return []
+    column = next(iter(RULES[rule.kind]["columns"](rule.params)))
+    return [(column, k, float(rule.params[k])) for k in _BOUNDS if k in rule.params]
+
+
+def column_ranges(frame: pl.LazyFrame | pl.DataFrame, recipe: Recipe) -> dict[str, tuple[float, float] | None]:
+    """Least and greatest finite value of each numeric column a threshold of `recipe` compares (one
+    pass over those columns only); None for a column without any finite value."""
+    lf = frame.lazy()
+    schema = lf.collect_schema()
+    cols = sorted({c for r in recipe.rules for c, _, _ in threshold_bounds(r)
+                   if c in schema and schema[c].is_numeric()})
+    if not cols:
+        return {}
+    exprs = []
+    for i, c in enumerate(cols):
+        v = pl.col(c).cast(pl.Float64)
+        v = v.filter(v.is_finite())
+        exprs += [v.min().alias(f"__lo{i}"), v.max().alias(f"__hi{i}")]
+    row = lf.select(exprs).collect().row(0)
+    return {c: None if row[2 * i] is None else (float(row[2 * i]), float(row[2 * i + 1])) for i, c in enumerate(cols)}
+
+
+def _beyond(t: float, edge: float, side: int) -> bool:
+    """t lies past `edge` (side -1: below it, +1: above it), by more than float32 rounding."""
+    if math.isclose(t, edge, rel_tol=1e-6, abs_tol=1e-12):
+        return False
+    return t < edge if side < 0 else t > edge
+
+
+def selection_warnings(recipe: Recipe, counts: dict, ranges: dict) -> list[str]:
+    """What in a recipe's outcome may mislead, one line each: a threshold that lies outside every
+    value of its column (``similarity >= 30`` where similarity runs 0.2..0.4), a rule that removes
+    every row, a recipe that keeps none. `counts`: :meth:`Selection.summary` or the live counts
+    (``rows``, ``kept``, ``rules`` in recipe order); `ranges`: :func:`column_ranges`. The CLI prints
+    these (``apply``), the notebook shows them under its counts."""
+    n = int(counts["rows"])
+    out: list[str] = []
+    if n == 0:
+        return out
+    explained = False
+    for rule, c in zip(recipe.rules, counts["rules"]):
+        removes_all = int(c["removed_alone"]) >= n
+        said = False
+        for column, key, t in threshold_bounds(rule):
+            if column not in ranges:
+                continue
+            rng = ranges[column]
+            if rng is None:
+                out.append(f"rule {rule.name!r}: {column} has no value in any row, so the rule removes every row")
+                said = True
+                break
+            lo, hi = rng
+            low_side = key in ("min", "above")  # keeps values above t
+            if not (_beyond(t, lo, -1) or _beyond(t, hi, +1)):
+                continue
+            removes = _beyond(t, hi, +1) if low_side else _beyond(t, lo, -1)
+            effect = "removes every row" if removes else "removes no row that has a value"
+            out.append(f"rule {rule.name!r}: the threshold {column} {_BOUNDS[key]} {_fmt(t)} lies outside every value "
+                       f"of {column} ({lo:.4g} to {hi:.4g}): it {effect}")
+            said = said or removes
+        if removes_all and not said:
+            out.append(f"rule {rule.name!r} removes every row ({n:,} of {n:,})")
+        explained = explained or removes_all
+    if int(counts["kept"]) == 0 and not explained:
+        out.append(f"the recipe keeps no rows: each of the {n:,} rows is removed by some rule")
+    return out
+
+
+def require_kept(counts: dict, recipe_name: str | None = None, where=None) -> None:
+    """Refuse to export an outcome that keeps no rows (the CLI's apply and the notebook's export)."""
+    if int(counts["kept"]) == 0:
+        who = f"recipe {recipe_name!r}" if recipe_name else "the recipe"
+        raise RecipeError(f"{who} keeps no rows (0 of {int(counts['rows']):,}): nothing to export", where)
 
 
 # -- presets: the releases' rules (REFERENCE.md §2) ---------------------------------------------------

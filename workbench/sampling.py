@@ -4,7 +4,13 @@
 
 Every method returns a count per row (a multiset: Soft and Hard Cap Sampling may pick a row more
 than once); :func:`as_selection` makes it a :class:`~workbench.recipe.Selection` carrying the
-counts (``repeats``), which :func:`workbench.export.export` honours (each row written as many times). Rows whose score is NaN are never picked. All are seeded and reproducible.
+counts (``repeats``), which :func:`workbench.export.export` honours (each row written as many times).
+All are seeded and reproducible.
+
+Contract: ``scores[i]`` is the score of row ``i`` (position = row id: callers place a joined
+column by row id, never by a join's output position, see ``workbench sample``). Rows whose score
+is not finite (NaN, a null given as NaN or None, +inf, -inf) are never picked by any method, and
+do not count towards the rows available (``--fraction``, ``top``'s n, ``hard_cap``'s n <= rows x cap).
 
 - ``top(scores, n)``: the n highest scores once each (ties: the lower row first).
 - ``soft_cap(scores, n, penalty, batch)``: draw ``batch`` rows at a time from ``softmax(z)``
@@ -25,6 +31,7 @@ METHODS = ("top", "soft-cap", "hard-cap")
 
 
 def _scores(scores) -> tuple[np.ndarray, np.ndarray]:
+    """(scores as float64, the rows that may be picked: finite scores only; None becomes NaN)."""
     z = np.asarray(scores, dtype=np.float64)
     if z.ndim != 1:
         raise WorkbenchError(f"scores must be one value per row, got shape {z.shape}")
@@ -40,6 +47,7 @@ def _check_n(n: int, available: int, what: str) -> None:
 
 
 def top(scores, n: int) -> np.ndarray:
+    """The n highest finite scores once each (ties: the lower row first); non-finite rows never."""
     z, ok = _scores(scores)
     _check_n(n, int(ok.sum()), f"only {int(ok.sum()):,} rows have a score")
     counts = np.zeros(len(z), np.int64)
@@ -52,6 +60,7 @@ def top(scores, n: int) -> np.ndarray:
 
 
 def soft_cap(scores, n: int, penalty: float, batch: int = 100_000, seed: int = 0) -> np.ndarray:
+    """FLYT's Soft Cap Sampling (module docstring) over the rows with a finite score; the others never."""
     z64, ok = _scores(scores)
     available = int(ok.sum())
     if available == 0 and n > 0:
@@ -62,7 +71,10 @@ def soft_cap(scores, n: int, penalty: float, batch: int = 100_000, seed: int = 0
     if batch < 1:
         raise WorkbenchError(f"batch must be >= 1, got {batch}")
     rows = np.nonzero(ok)[0]
-    z = z64[rows].astype(np.float32)  # float32: half the memory traffic per pass; penalties are coarse
+    # float32: half the memory traffic per pass; penalties are coarse. Clipped first, so that a finite
+    # score beyond float32's range stays finite (an infinite key would be drawn in every batch)
+    lim = float(np.finfo(np.float32).max) / 4
+    z = np.clip(z64[rows], -lim, lim).astype(np.float32)
     local = np.zeros(len(rows), np.int64)
     rng = np.random.default_rng(seed)
     keys = np.empty(len(rows), np.float32)
@@ -91,11 +103,14 @@ def softmax(z: np.ndarray) -> np.ndarray:
 
 
 def hard_cap(scores, n: int, cap: int, seed: int = 0) -> np.ndarray:
+    """Hard Cap Sampling (module docstring) over the rows with a finite score; the others never."""
     z, ok = _scores(scores)
     if cap < 1:
         raise WorkbenchError(f"--cap must be >= 1, got {cap}")
     available = int(ok.sum())
     _check_n(n, available * cap, f"{available:,} scored rows x cap {cap} = {available * cap:,}")
+    if n == 0:  # nothing to draw (and no softmax of zero scored rows)
+        return np.zeros(len(z), np.int64)
     rows = np.nonzero(ok)[0]
     local = np.zeros(len(rows), np.int64)
     rng = np.random.default_rng(seed)
@@ -120,7 +135,8 @@ def hard_cap(scores, n: int, cap: int, seed: int = 0) -> np.ndarray:
 
 def sample(scores, method: str, n: int, penalty: float = 0.15, cap: int = 15, seed: int = 0,
            batch: int = 100_000) -> np.ndarray:
-    """A count per row from one of :data:`METHODS`."""
+    """A count per row from one of :data:`METHODS`: ``scores[i]`` is row i's score; a row whose
+    score is NaN, +inf or -inf (or None) is never picked, by any method."""
     if method == "top":
         return top(scores, n)
     if method == "soft-cap":

@@ -334,12 +334,56 @@ def recipe_scorers(collection, recipe, encoder=None, device: str = "auto") -> li
     return [scorer_for(r, collection, encoder, getattr(recipe, "base", None), device) for r in requests]
 
 
+def join_scores(lf, scores, where=None, columns=None) -> pl.LazyFrame:
+    """`lf` (``row`` + columns, one row id each) with the columns of `scores` (``row`` + score
+    columns, e.g. a ``workbench score --out`` file) joined on ``row``.
+
+    Contract: the result has `lf`'s rows in `lf`'s order (the join keeps the left order
+    explicitly: polars does not unless asked), each with the scores of *its* row id; null where
+    `scores` lacks the row; rows of `scores` that `lf` lacks are ignored. The order of `scores`
+    never matters. Refused (:class:`WorkbenchError` naming `where`, the scores file, and the
+    position in it as ``row N``, 0-based): no ``row`` column, a ``row`` column that is not
+    integer, a null row id, a row id listed twice (which value is meant?). A column that both
+    frames have is refused when it is in `columns` (the columns the caller reads: which one is
+    meant is ambiguous), and otherwise left out of the join."""
+    scores = scores.lazy()
+    try:
+        schema = scores.collect_schema()
+        if ROW not in schema:
+            raise WorkbenchError("a scores file needs a row column (as `workbench score --out` writes)", where)
+        ids = scores.select(ROW).collect().to_series()
+    except pl.exceptions.PolarsError as exc:
+        raise WorkbenchError(f"cannot read the scores ({str(exc).splitlines()[0]})", where) from None
+    first = next((i for i, v in enumerate(ids.head(1000).to_list()) if v is not None), 0)
+    if not schema[ROW].is_integer():
+        raise WorkbenchError(f"row id {ids[first]!r} is not an integer: the row column is {schema[ROW]}, not integer",
+                             where, row=first)
+    nulls = ids.is_null().arg_true()
+    if len(nulls):
+        raise WorkbenchError("the row id is empty (null)", where, row=int(nulls[0]))
+    again = (~ids.is_first_distinct()).arg_true()
+    if len(again):
+        pos = int(again[0])
+        before = int((ids.head(pos) == ids[pos]).arg_true()[0])
+        raise WorkbenchError(f"row id {ids[pos]} is listed twice (first at row {before}): a scores file lists each "
+                             "row once", where, row=pos)
+    have = set(lf.collect_schema().names())
+    clash = sorted(set(columns or ()) & have & set(schema.names()) - {ROW})
+    if clash:
+        raise WorkbenchError(f"column(s) {clash} are both in the collection and in the scores file: rename them "
+                             "in the scores file", where)
+    extra = [c for c in schema.names() if c != ROW and c not in have]
+    right = scores.select(pl.col(ROW).cast(pl.Int64, strict=False), *extra)  # a uint64 beyond int64: no such row
+    return lf.join(right, on=ROW, how="left", maintain_order="left")
+
+
 def apply(collection, recipe, encoder=None, cache: bool = True, progress: bool = False, device: str = "auto",
           scores: pl.LazyFrame | None = None, engine=None):
     """Evaluate `recipe` over `collection`: metadata columns, plus the score columns its rules need
     (computed or read from cache, per shard on `engine` when given), plus any `scores` frame given
-    (joined on ``row``)."""
-    from .recipe import evaluate
+    (joined on ``row`` by :func:`join_scores`: its order does not matter, a row it lacks has null
+    scores, a row id listed twice is refused)."""
+    from .recipe import column_ranges, evaluate, selection_warnings
 
     scorers = recipe_scorers(collection, recipe, encoder, device)
     lf = collection.metadata
@@ -353,14 +397,16 @@ def apply(collection, recipe, encoder=None, cache: bool = True, progress: bool =
     report = {}
     if scorers:
         res = compute(collection, scorers, cache=cache, progress=progress, engine=engine)
-        lf = pl.concat([lf, res.frame.drop(ROW)], how="horizontal")
+        lf = collection.guard_reads(pl.concat([lf, res.frame.drop(ROW)], how="horizontal"))  # a damaged file is named
         report = res.report
-    if scores is not None:
-        lf = lf.join(scores.lazy(), on=ROW, how="left")
+    if scores is not None:  # keyed on row, in row order; duplicate row ids refused (see join_scores)
+        lf = join_scores(lf, scores, columns=recipe.columns())
     needed = sorted(recipe.columns() | {ROW})
     have = set(lf.collect_schema().names())
-    sel = evaluate(lf.select([c for c in needed if c in have]), recipe, str(collection.path))
+    frame = lf.select([c for c in needed if c in have])
+    sel = evaluate(frame, recipe, str(collection.path))
     sel.scores = report
+    sel.warnings = selection_warnings(recipe, sel.summary(recipe), column_ranges(frame, recipe))
     return sel
 
 

@@ -65,6 +65,14 @@ class Workspace:
     def recipe(self) -> Recipe:
         return self.live.recipe
 
+    def _add_columns(self, new: pl.DataFrame) -> None:
+        """Add (or replace) `new`'s columns, matched on ``row``: ``self.frame`` stays one line per row
+        id in row order (position = row id, which :meth:`clusters`, :meth:`top_by` and the gallery
+        rely on), whatever order `new` is in."""
+        cols = [c for c in new.columns if c != ROW]
+        self.frame = self.frame.drop(cols, strict=False).join(new.select(ROW, *cols), on=ROW, how="left",
+                                                              maintain_order="left")
+
     def _ensure_columns(self, recipe: Recipe, progress=None) -> None:
         """Load (metadata) or compute (scores) the columns `recipe` reads that the frame lacks."""
         from .scoring import compute, recipe_scorers
@@ -76,13 +84,13 @@ class Workspace:
         meta = set(self.collection.metadata.collect_schema().names())
         from_meta = sorted(missing & meta)
         if from_meta:
-            self.frame = self.frame.hstack(self.collection.metadata.select(from_meta).collect())
+            self._add_columns(self.collection.metadata.select(ROW, *from_meta).collect())
         scorers = [s for s in recipe_scorers(self.collection, recipe, self.encoder, self.device)
                    if set(s.schema) - set(self.frame.columns)]
         if scorers:
             res = compute(self.collection, scorers, cache=self.cache, progress=progress or False)
-            new = res.collect().drop(ROW)
-            self.frame = self.frame.hstack(new.select([c for c in new.columns if c not in self.frame.columns]))
+            new = res.collect()
+            self._add_columns(new.select(ROW, *[c for c in new.columns if c not in self.frame.columns]))
         still = sorted(recipe.columns() - set(self.frame.columns))
         if still:
             raise WorkbenchError(f"the recipe needs column(s) {still}, which this collection lacks", self.collection.path)
@@ -147,6 +155,13 @@ class Workspace:
 
     def kept_mask(self) -> np.ndarray:
         return self.live.packed == 0
+
+    def warnings(self, counts: dict | None = None) -> list[str]:
+        """What in the current outcome may mislead (a threshold outside every value of its column, a
+        rule that removes every row): :func:`workbench.recipe.selection_warnings`, as ``apply`` prints."""
+        from .recipe import column_ranges, selection_warnings
+
+        return selection_warnings(self.recipe, counts or self.counts(), column_ranges(self.frame, self.recipe))
 
     def first_reason(self) -> np.ndarray:
         """Per row: index of the first rule that removes it, -1 when kept."""
@@ -223,7 +238,7 @@ class Workspace:
 
         if "cluster" not in self.frame.columns:
             res = compute(self.collection, [ClusterScorer(k=k)], cache=self.cache).collect()
-            self.frame = self.frame.hstack(res.select("cluster"))
+            self._add_columns(res.select(ROW, "cluster"))
         return self.frame["cluster"].to_numpy()
 
     def map_data(self, max_points: int = 200_000, projection: str = "auto", seed: int = 0, **params) -> MapData:
@@ -332,8 +347,7 @@ class Workspace:
         probe.save(path)
         col = f"head_{slug}"
         res = compute(self.collection, [HeadScorer(col, str(path))], cache=self.cache, progress=progress or False)
-        values = res.collect()[col]
-        self.frame = self.frame.drop(col, strict=False).hstack([values])
+        self._add_columns(res.collect().select(ROW, col))
         self.probes[name] = (probe, path)
         return probe, path, col
 
@@ -360,15 +374,16 @@ class Workspace:
         """Write the kept rows (source order, byte-identical) with the recipe in the manifest; returns
         the manifest. An unfinished export of the same rows into `dst` is resumed."""
         from .engine import LocalEngine
+        from .export import REMOVED_ROWS
+        from .recipe import require_kept
         from .subset import write_subset
 
         c = self.counts()
-        if c["kept"] == 0:
-            raise WorkbenchError("the recipe keeps no rows: nothing to export")
+        require_kept(c, self.recipe.name)  # the same refusal as `workbench apply ... DST`
         params = {"recipe": self.recipe.to_dict(), "summary": {k: c[k] for k in ("rows", "kept", "removed")},
                   "rules": json.loads(json.dumps(c["rules"]))}
         sel = self.live.selection()
         with LocalEngine(workers) as engine:
             return write_subset(self.collection, dst, rows=self.kept_mask(), rows_per_shard=rows_per_shard, parameters=params,
-                                extras={"removed.parquet": lambda p: sel.reasons().write_parquet(p)},
+                                extras={REMOVED_ROWS: lambda p: sel.reasons().write_parquet(p)},
                                 formats=formats, engine=engine, progress=progress)
