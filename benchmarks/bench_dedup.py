@@ -1,4 +1,4 @@
-"""Semantic near-duplicate search (`workbench.dedup.semantic_duplicates`) at 1M rows, and its recall.
+"""Semantic near-duplicate search (`workbench.scoring.dedup.semantic_duplicates`) at 1M rows, and its recall.
 
 Data (generated once under benchmarks/_data/, reused while the parameters match): LAION-layout
 image embeddings, 512-d float16, shaped like CLIP's space (rows gather around 2,000 topic
@@ -29,8 +29,8 @@ import numpy as np
 
 import _common as C
 import torch  # noqa: F401  imported up front (as in a session that has used it): not part of the timings
-from workbench.collection import open_collection
-from workbench.dedup import recall, semantic_duplicates
+from workbench.io.collection import open_collection
+from workbench.scoring.dedup import recall, semantic_duplicates
 
 TOPICS = 2000
 DUP_RATE = 0.03

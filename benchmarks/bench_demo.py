@@ -5,7 +5,7 @@ repetition writes into a fresh, empty folder (the demo reuses an existing world)
 same run: `python -c "import workbench"` (start-up + the library's imports). Target: < 60 s.
 Also printed: the child's peak RSS and what the demo world holds on disk.
 
-If workbench/demo.py does not exist (yet), the script says SKIPPED and exits 0.
+If workbench/demo/build.py does not exist (yet), the script says SKIPPED and exits 0.
 
     python benchmarks/bench_demo.py            # 100,000 rows
     python benchmarks/bench_demo.py --quick    # 10,000 rows
@@ -35,8 +35,8 @@ def main() -> int:
 
     C.header("bench_demo")
     noise = C.OtherLoad()
-    if importlib.util.find_spec("workbench.demo") is None:
-        print("SKIPPED: workbench/demo.py does not exist (yet); nothing to time.")
+    if importlib.util.find_spec("workbench.demo.build") is None:
+        print("SKIPPED: workbench/demo/build.py does not exist (yet); nothing to time.")
         return 0
 
     out = C.DATA_DIR / f"demo_{args.rows}"

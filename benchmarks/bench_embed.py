@@ -1,4 +1,4 @@
-"""`workbench.embed.embed()` end to end (webdataset tars -> LAION shards) against the model alone.
+"""`workbench.export.embed.embed()` end to end (webdataset tars -> LAION shards) against the model alone.
 
 Data: img2dataset-style webdataset shards written under ``benchmarks/_data/embed/``
 (``<n:05d>.tar`` holding ``<key>.jpg``, ``<key>.txt`` caption and ``<key>.json``), made from the
@@ -241,8 +241,8 @@ def decode(enc, items, repeat: int = 2) -> tuple[object, float]:
     best of `repeat` passes."""
     import torch
 
-    from workbench.encoders import load_image
-    from workbench.imagesource import read_image_bytes
+    from workbench.models.encoders import load_image
+    from workbench.io.imagesource import read_image_bytes
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -268,10 +268,10 @@ def device_decode(enc, items, batch: int) -> float | None:
     try:
         from torchvision.io import ImageReadMode, decode_jpeg
 
-        from workbench.embed import tensor_preprocess
+        from workbench.export.embed import tensor_preprocess
     except ImportError:
         return None
-    from workbench.imagesource import read_image_bytes
+    from workbench.io.imagesource import read_image_bytes
 
     run = tensor_preprocess(enc.preprocess)
     if run is None:
@@ -351,14 +351,14 @@ def has_gpu_decode() -> bool:
     """Whether this checkout's embed() takes ``gpu_decode`` (JPEGs decoded on the device, nvJPEG)."""
     import inspect
 
-    from workbench.embed import embed
+    from workbench.export.embed import embed
 
     return "gpu_decode" in inspect.signature(embed).parameters
 
 
 def run_embed(src: Path, dst: Path, model: str, pretrained: str, device: str, batch: int, workers: int,
               precision: str, k: int, gpu_decode=None) -> dict:
-    from workbench.embed import embed
+    from workbench.export.embed import embed
 
     if dst.exists():
         shutil.rmtree(dst)
@@ -401,8 +401,8 @@ def bench_model(label: str, data: Data, root: Path, model_key: str, n: int, k: i
                 target_rate: float | None) -> dict:
     import torch
 
-    from workbench.embed import _encoder  # the encoder embed() itself uses (cached): the very same weights
-    from workbench.imagesource import list_images
+    from workbench.export.embed import _encoder  # the encoder embed() itself uses (cached): the very same weights
+    from workbench.io.imagesource import list_images
 
     cuda = device.startswith("cuda")
     model, pretrained = weights(root, model_key)
@@ -530,7 +530,7 @@ def main() -> None:
         import open_clip
         import torch
 
-        import workbench.embed  # noqa: F401
+        import workbench.export.embed  # noqa: F401
     except ImportError as exc:
         print(f"bench_embed: SKIPPED ({exc})")
         return

@@ -69,13 +69,13 @@ def main() -> None:
         print(f"\n-- part 1: `workbench info --json` on {args.shards} x {args.rows:,} x {args.dim} fp16 "
               f"({args.shards * args.rows:,} rows), subprocess, best of {args.repeat}")
         base = C.best_of_child([C.PYTHON, "-c", "import numpy, polars, pyarrow.parquet"], args.repeat)
-        imp = C.best_of_child([C.PYTHON, "-c", "import workbench.cli, workbench.collection, workbench.layouts"], args.repeat)
+        imp = C.best_of_child([C.PYTHON, "-c", "import workbench.cli.main, workbench.io.collection, workbench.io.layouts"], args.repeat)
         info = C.best_of_child([C.PYTHON, "-m", "workbench", "info", str(real), "--json"], args.repeat)
         got = json.loads(info["stdout"])
         assert got["rows"] == args.shards * args.rows and got["dim"] == args.dim, got
         ratio = info["best_s"] / base["best_s"]
         print(f"baseline  python -c 'import numpy, polars, pyarrow.parquet'  {C.fmt_s(base['best_s']):>8}  rss {C.fmt_mb(base['peak_rss'])}")
-        print(f"          python -c 'import workbench.cli/collection/layouts' {C.fmt_s(imp['best_s']):>8}  rss {C.fmt_mb(imp['peak_rss'])}")
+        print(f"          python -c 'import workbench.cli.main/collection/layouts' {C.fmt_s(imp['best_s']):>8}  rss {C.fmt_mb(imp['peak_rss'])}")
         print(f"measured  python -m workbench info PATH --json             {C.fmt_s(info['best_s']):>8}  rss {C.fmt_mb(info['peak_rss'])}"
               f"   (all runs: {', '.join(C.fmt_s(t) for t in info['all_s'])})")
         print(f"ratio info / import-baseline = {ratio:.2f}x   (info - baseline = {C.fmt_s(info['best_s'] - base['best_s'])})")
@@ -110,7 +110,7 @@ def part2(big: Path, args) -> dict:
     import pyarrow.parquet as pq
 
     import workbench
-    from workbench.collection import open_collection
+    from workbench.io.collection import open_collection
 
     n = args.big_shards * args.big_rows
     reps = max(args.repeat, 5)

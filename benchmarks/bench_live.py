@@ -5,7 +5,7 @@ similarity, punsafe, pwatermark, an aesthetic score (float32, 1% nulls) and a ca
 The recipe: caption length >= 5, similarity >= 0.28, punsafe < 0.5, pwatermark < 0.8, aesthetic >= 5.
 
 Measured in the same run:
-- baseline: re-evaluating the whole recipe with polars (`workbench.recipe.evaluate`), as a
+- baseline: re-evaluating the whole recipe with polars (`workbench.curation.recipe.evaluate`), as a
   notebook would without the live path (median of --repeat);
 - `Live.set_bounds(rule, min=t)` + `Live.counts(histogram_of=rule)` for --repeat different
   thresholds of the similarity rule (median and max). Target: median under 50 ms.
@@ -24,8 +24,8 @@ import numpy as np
 import polars as pl
 
 import _common as C
-from workbench.live import Live
-from workbench.recipe import Recipe, evaluate
+from workbench.curation.live import Live
+from workbench.curation.recipe import Recipe, evaluate
 
 TARGET_S = 0.050
 

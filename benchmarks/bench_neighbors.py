@@ -31,11 +31,9 @@ from pathlib import Path
 import numpy as np
 
 import _common as C
-from workbench.collection import open_collection
-from workbench import faissindex as F
-from workbench import neighbors as N
-
-
+from workbench.io.collection import open_collection
+from workbench.scoring import faissindex as F
+from workbench.scoring import neighbors as N
 # -- data ------------------------------------------------------------------------------------------
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]

@@ -7,7 +7,7 @@ Measured, best of --repeat, in the same run:
 - baseline 1, the bandwidth a plain copy reaches: every shard copied chunk by chunk into a reused
   buffer (`np.copyto`, 131,072 rows at a time);
 - baseline 2, the naive score: `emb.astype(np.float32) @ q` per shard (once: it is slow);
-- `workbench.scorers.dots` over the same chunks (the scoring kernel alone: fp16 `torch.mv`);
+- `workbench.scoring.scorers.dots` over the same chunks (the scoring kernel alone: fp16 `torch.mv`);
 - `compute(c, [PromptScorer(...)])` end to end with the row norms already cached (a second
   prompt: the curator's case), and cold (norms computed too), cache writes off;
 checked against float64 scores of a sample. Targets: >= 10x naive, >= 0.60 of the copy bandwidth.
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 import _common as C
-from workbench.collection import open_collection
-from workbench.scorers import PromptScorer, dots
-from workbench.scoring import compute
+from workbench.io.collection import open_collection
+from workbench.scoring.scorers import PromptScorer, dots
+from workbench.scoring.compute import compute
 
 CHUNK = 131072
 

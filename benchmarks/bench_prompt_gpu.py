@@ -5,7 +5,7 @@ Needs CUDA (run it on an H100/H200). Allocates --rows x --dim fp16 embeddings on
 - the roofline: the bytes of the embeddings divided by the bandwidth a device-to-device copy
   reaches in the same run (`torch.Tensor.copy_` of the same array);
 - a bare `x @ q` (torch matmul, fp16);
-- `workbench.scorers.resident_scores(x, q)` (one prompt) and with 8 prompts;
+- `workbench.scoring.scorers.resident_scores(x, q)` (one prompt) and with 8 prompts;
 - the CPU-path function `dots(chunk, q, device="cuda")` on host memory-mapped chunks, for contrast
   (host-to-device transfer bound).
 Target: resident scoring at >= 80% of the roofline.
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main() -> None:
     import torch
 
-    from workbench.scorers import resident_scores
+    from workbench.scoring.scorers import resident_scores
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=20_000_000)

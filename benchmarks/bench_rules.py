@@ -2,7 +2,7 @@
 
 For 1,000, 4,000 and 10,000 threshold rules over the same frame (100,000 rows, 8 score columns,
 each rule ``{column: s_k, min: t}`` with its own t), measured in the same run:
-- ``workbench.recipe.evaluate(frame, recipe)`` (keeps, per-rule counts alone and in order, the
+- ``workbench.curation.recipe.evaluate(frame, recipe)`` (keeps, per-rule counts alone and in order, the
   first reason of every row);
 - the baseline: one polars pass computing the same keep columns (``frame.select(keeps)``), the
   least any evaluation must do.
@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 import _common as C
-from workbench.recipe import Recipe, evaluate
+from workbench.curation.recipe import Recipe, evaluate
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Soft Cap Sampling (FLYT) at the issue's size: 10M picks from 10M scores, and Hard Cap / top.
 
 Measured in the same run:
-- ``workbench.sampling.soft_cap(scores, n=10M, penalty=0.15, batch=100,000)`` (target < 30 s on 2
+- ``workbench.papers.sampling.soft_cap(scores, n=10M, penalty=0.15, batch=100,000)`` (target < 30 s on 2
   cores): each batch is one Gumbel-top-k pass over all rows (exact sampling without replacement);
 - the reference's own step (``rng.choice(N, size=batch, p=softmax(z), replace=False)``, numpy's
   sequential sampler) for one batch on the same scores, as the baseline per batch;
@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 import _common as C
-from workbench.sampling import hard_cap, soft_cap, softmax, top
+from workbench.papers.sampling import hard_cap, soft_cap, softmax, top
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ page cache is warmed first (every file read once), so all numbers are CPU/memory
 
 Measured, best of --repeat each, in the same run:
 - baseline: sequential `readinto` of every img_emb file into one reusable 8 MiB buffer;
-- `workbench.validate.validate(c)` (NaN/inf, zero-norm, non-unit rows, shard centroids), on all
+- `workbench.io.validate.validate(c)` (NaN/inf, zero-norm, non-unit rows, shard centroids), on all
   cores (the default) and on one thread;
 - `for ch in c.iter_embeddings(normalize=True): pass`;
 - both again with the numpy fallback (as without numba), which must give the same report;
@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 import _common as C
-from workbench import kernels
-from workbench.collection import open_collection
-from workbench.validate import validate
+from workbench.io import kernels
+from workbench.io.collection import open_collection
+from workbench.io.validate import validate
 
 TARGET_RATIO = 0.70
 BLOCK = 8 << 20

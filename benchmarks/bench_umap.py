@@ -1,4 +1,4 @@
-"""The notebook map (`workbench.projection.project`) of 1M rows on 2 cores: time, phases, method.
+"""The notebook map (`workbench.map.projection.project`) of 1M rows on 2 cores: time, phases, method.
 
 Target: under 5 minutes for 1M x 512 rows at the default sample (50,000 rows fitted by UMAP, the
 other 950,000 placed beside their nearest sample rows).
@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 
 import _common as C
-from workbench.clusters import kmeans, stratified_sample
-from workbench.collection import open_collection
-from workbench.projection import DEFAULT_SAMPLE, project, sample_rows
+from workbench.map.clusters import kmeans, stratified_sample
+from workbench.io.collection import open_collection
+from workbench.map.projection import DEFAULT_SAMPLE, project, sample_rows
 
 THEMES = 64
 SUBTOPICS = 32  # per theme
@@ -85,9 +85,9 @@ def make_umap_world(root: Path, shards: int, rows: int, dim: int, seed: int) -> 
 _CHILD = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from workbench.clusters import kmeans, stratified_sample
-from workbench.collection import open_collection
-from workbench.projection import project
+from workbench.map.clusters import kmeans, stratified_sample
+from workbench.io.collection import open_collection
+from workbench.map.projection import project
 info = {}
 xy = project(open_collection(sys.argv[1]), sample=int(sys.argv[2]), info=info)
 info["seconds_in_process"] = time.perf_counter() - t0

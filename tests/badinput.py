@@ -16,7 +16,7 @@ import hashlib
 import io
 from pathlib import Path
 
-from workbench.cli import main
+from workbench.cli.main import main
 
 
 def tree_digest(root) -> dict[str, str]:

@@ -181,7 +181,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def demo_master(tmp_path_factory) -> Path:
     """A small synthetic demo world (3 shards), built once per test session; copy it before writing."""
-    from workbench.demo import build_demo_world
+    from workbench.demo.build import build_demo_world
 
     return build_demo_world(tmp_path_factory.mktemp("demo") / "world", rows=6000, seed=1, rows_per_shard=2500)
 

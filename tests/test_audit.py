@@ -2,9 +2,9 @@ import polars as pl
 import pytest
 
 import workbench
-from workbench.audit import EXPLICIT_KEYWORDS, keyword_table, query_unsafe
+from workbench.papers.audit import EXPLICIT_KEYWORDS, keyword_table, query_unsafe
 from workbench.errors import WorkbenchError
-from workbench.prompts import text_encoder
+from workbench.models.prompts import text_encoder
 
 
 def _by_hand(meta: pl.DataFrame, term: str) -> tuple[int, int, dict]:
@@ -44,7 +44,7 @@ def test_query_unsafe_shares(demo_world):
 
 
 def test_threshold_sweep_counts_by_hand():
-    from workbench.audit import threshold_sweep
+    from workbench.papers.audit import threshold_sweep
 
     values = [0.1, 0.2, 0.3, 0.4, None, float("nan")]
     pos = [True, False, True, False, True, False]
@@ -67,8 +67,8 @@ def test_threshold_sweep_counts_by_hand():
 
 def test_the_similarity_cut_on_the_demo_world_removes_unsafe_rows_only_weakly(demo_world):
     """The lesson of the audit, measured: a similarity cut is not a safety filter."""
-    from workbench.audit import threshold_sweep
-    from workbench.demo import load_ground_truth
+    from workbench.papers.audit import threshold_sweep
+    from workbench.demo.build import load_ground_truth
 
     c = workbench.open_collection(demo_world)
     sim = c.metadata.select("similarity").collect()["similarity"]

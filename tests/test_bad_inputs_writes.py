@@ -21,8 +21,8 @@ import pytest
 import workbench
 from badinput import refused, run_cli, tree_digest
 from conftest import make_embeddings
-from workbench.recipe import MAX_RULES, Recipe, evaluate
-from workbench.subset import write_subset
+from workbench.curation.recipe import MAX_RULES, Recipe, evaluate
+from workbench.export.exporter import write_subset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ def written(tmp_path):
 @pytest.fixture
 def no_reads(monkeypatch):
     """Records every listed file verify reads: a refused manifest must read none."""
-    import workbench.verify as v
+    import workbench.io.verify as v
 
     calls = []
     real_sha, real_rows = v.sha256_file, v._rows
@@ -300,7 +300,7 @@ def test_linear_counts_equal_the_definition():
 PAUSED = textwrap.dedent("""\
     import sys, time
     from pathlib import Path
-    import workbench.export as ex
+    import workbench.export.exporter as ex
     go, started = Path(sys.argv[1]), Path(sys.argv[2])
     real = ex.run_part
     def run_part(task):
@@ -309,7 +309,7 @@ PAUSED = textwrap.dedent("""\
             time.sleep(0.02)
         return real(task)
     ex.run_part = run_part
-    from workbench.cli import main
+    from workbench.cli.main import main
     sys.exit(main(sys.argv[3:]))
     """)
 
@@ -384,7 +384,7 @@ def test_embedding_run_shares_the_lock(tmp_path):
     dst.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""\
         import sys
-        from workbench.staging import lock_destination
+        from workbench.io.staging import lock_destination
         lock = lock_destination({str(dst)!r}, "embedding run")
         print("locked", flush=True)
         sys.stdin.read()
@@ -401,7 +401,7 @@ def test_embedding_run_shares_the_lock(tmp_path):
 # -- full disks -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("existing", [False, True], ids=["new-dst", "empty-dst"])
 def test_no_room_refused_before_work_leaves_nothing(tmp_path, apply_setup, monkeypatch, existing):
-    import workbench.export as ex
+    import workbench.export.exporter as ex
 
     src, recipe, dst = apply_setup
     dst = tmp_path / "deeper" / "out" if not existing else dst

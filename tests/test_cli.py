@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import make_datacomp, make_embeddings, make_parquet_only, make_webdataset
-from workbench.cli import main
+from workbench.cli.main import main
 
 
 def run(*args):
@@ -49,7 +49,7 @@ def test_bad_collection_one_line_no_traceback(tmp_path):
 def test_info_does_not_import_torch(emb_dir):
     code = (
         "import sys, json, io, contextlib\n"
-        "from workbench.cli import main\n"
+        "from workbench.cli.main import main\n"
         f"assert main(['info', {str(emb_dir)!r}, '--json']) == 0\n"
         "heavy = [m for m in ('torch', 'open_clip', 'faiss', 'umap', 'sklearn') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
@@ -60,7 +60,7 @@ def test_info_does_not_import_torch(emb_dir):
 
 def test_verify_exit_codes(tmp_path, emb_dir, capsys):
     import workbench
-    from workbench.subset import write_subset
+    from workbench.export.exporter import write_subset
 
     write_subset(workbench.open_collection(emb_dir), tmp_path / "out")
     assert main(["verify", str(tmp_path / "out")]) == 0
@@ -218,8 +218,8 @@ def tiny_model_world(tmp_path_factory):
     import torch
 
     from conftest import image_files
-    from workbench.encoders import load_encoder
-    from workbench.writer import ShardWriter
+    from workbench.models.encoders import load_encoder
+    from workbench.io.writer import ShardWriter
 
     d = tmp_path_factory.mktemp("tinyclip")
     cfg = d / "wb-cli-tiny.json"
@@ -467,7 +467,7 @@ def test_audit_verb(demo_world):
 def test_mix_verb(demo_world, tmp_path):
     import polars as pl
 
-    from workbench.demo import load_ground_truth
+    from workbench.demo.build import load_ground_truth
 
     truth = load_ground_truth(demo_world)
     pl.DataFrame({"row": truth["row"][:500], "label": (~truth["is_unsafe"].cast(pl.Boolean))[:500].cast(pl.Int8)}) \
@@ -511,7 +511,7 @@ def test_sample_a_top_fraction_equals_the_recipe_rule(demo_world, tmp_path):
 def test_mix_verb_from_a_proxy_task(demo_world, tmp_path):
     import polars as pl
 
-    from workbench.demo import load_ground_truth
+    from workbench.demo.build import load_ground_truth
 
     truth = load_ground_truth(demo_world).filter(pl.col("objects").list.len() == 1)
     truth.select("row", pl.col("objects").list.first().alias("class")).head(400).write_parquet(tmp_path / "held.parquet")

@@ -5,10 +5,10 @@ import pytest
 
 import workbench
 from conftest import make_collection, make_parquet_only, unit_rows
-from workbench.clusters import ClusterScorer, default_k, kmeans, label_clusters, stratified_sample
-from workbench.demo import _NOUNS, load_ground_truth
+from workbench.map.clusters import ClusterScorer, default_k, kmeans, label_clusters, stratified_sample
+from workbench.demo.build import _NOUNS, load_ground_truth
 from workbench.errors import NoEmbeddingsError, WorkbenchError
-from workbench.scoring import compute
+from workbench.scoring.compute import compute
 
 
 @pytest.fixture(scope="module")
@@ -202,14 +202,14 @@ def test_stratified_sample_when_the_floors_do_not_fit():
 
 # -- DataComp's image-based filter ----------------------------------------------------------------------
 def test_reference_k():
-    from workbench.clusters import reference_k
+    from workbench.map.clusters import reference_k
 
     assert reference_k(12_800_000) == 100_000 and reference_k(6000) == 46 and reference_k(10) == 2
     assert reference_k(10**10) == 100_000
 
 
 def test_nearest_centroids():
-    from workbench.clusters import nearest_centroids
+    from workbench.map.clusters import nearest_centroids
 
     cent = np.eye(4, dtype=np.float32)
     ref = np.array([[2.0, 0.1, 0, 0], [0, 0, 0.1, 3.0], [0.9, 0, 0.2, 0]], np.float32)
@@ -219,7 +219,7 @@ def test_nearest_centroids():
 def test_reference_clusters_keep_the_clusters_nearest_the_reference(demo_master, tmp_path):
     """Reference = image embeddings of some cat rows: the kept clusters are exactly the nearest
     centroids of those rows, and cats are enriched among the kept rows."""
-    from workbench.clusters import ReferenceClusterScorer, nearest_centroids
+    from workbench.map.clusters import ReferenceClusterScorer, nearest_centroids
 
     c = workbench.open_collection(demo_master)
     truth = load_ground_truth(demo_master)
@@ -239,8 +239,8 @@ def test_reference_clusters_keep_the_clusters_nearest_the_reference(demo_master,
 
 
 def test_reference_clusters_from_prompts_and_their_cache(demo_world):
-    from workbench.recipe import Recipe
-    from workbench.scoring import apply
+    from workbench.curation.recipe import Recipe
+    from workbench.curation.apply import apply
 
     c = workbench.open_collection(demo_world)
     r = Recipe.from_dict({"rules": [{"image_clusters": ["a photo of a dog", "a dog"], "k": 30}]})
@@ -253,8 +253,8 @@ def test_reference_clusters_from_prompts_and_their_cache(demo_world):
 
 
 def test_reference_clusters_bad_input(demo_world, tmp_path):
-    from workbench.clusters import ReferenceClusterScorer
-    from workbench.heads import ModelMismatchError
+    from workbench.map.clusters import ReferenceClusterScorer
+    from workbench.models.heads import ModelMismatchError
 
     c = workbench.open_collection(demo_world)
     np.save(tmp_path / "wrong.npy", np.ones((3, 7), np.float32))

@@ -9,9 +9,9 @@ from scipy.sparse.csgraph import connected_components
 
 import workbench
 from conftest import make_embeddings, write_npy
-from workbench import dedup
-from workbench.dedup import DedupResult, components, recall, semantic_duplicates
-from workbench.demo import build_demo_world, load_ground_truth
+from workbench.scoring import clusterdedup, dedup, exactdedup
+from workbench.scoring.dedup import DedupResult, components, recall, semantic_duplicates
+from workbench.demo.build import build_demo_world, load_ground_truth
 from workbench.errors import NoEmbeddingsError, WorkbenchError
 
 
@@ -145,7 +145,7 @@ def test_exact_chunks_and_tiles_do_not_matter(planted_dir, monkeypatch):
     root, _ = planted_dir
     c = workbench.open_collection(root)
     whole = semantic_duplicates(c, 0.9, method="exact", device="cpu")
-    monkeypatch.setattr(dedup, "TILE_ROWS", 100)
+    monkeypatch.setattr(exactdedup, "TILE_ROWS", 100)
     small = semantic_duplicates(c, 0.9, method="exact", chunk_rows=111, device="cpu", progress=True)
     np.testing.assert_array_equal(small.representative, whole.representative)
     assert small.pairs == whole.pairs and small.params["chunks"] == 4 + 4 + 5 + 3 and small.params["tile_rows"] == 100
@@ -185,7 +185,7 @@ def test_dense_groups_are_counted_in_bulk(tmp_path, monkeypatch):
         np.testing.assert_array_equal(got.representative, want)
         assert got.pairs == npairs and npairs >= 1500 * 1499 // 2
         assert got.params["dense_tiles"] >= 1
-    monkeypatch.setattr(dedup, "MAX_PROPAGATION", 0)  # label propagation never converges: pairs listed instead
+    monkeypatch.setattr(exactdedup, "MAX_PROPAGATION", 0)  # label propagation never converges: pairs listed instead
     listed = semantic_duplicates(c, 0.9, method="exact", device="cpu")
     np.testing.assert_array_equal(listed.representative, want)
     assert listed.pairs == npairs and listed.params["dense_tiles"] == 0
@@ -196,7 +196,7 @@ def test_prefilter_code_paths_agree(planted_dir, monkeypatch):
     scans, hit rows copied to the host; run here on CPU tensors) give the same pairs."""
     c = workbench.open_collection(planted_dir[0])
     runs = [semantic_duplicates(c, 0.9, method=m, clusters=6, device="cpu") for m in ("exact", "clustered")]
-    monkeypatch.setattr(dedup, "_fast_dtype", lambda torch, device: torch.float32)
+    monkeypatch.setattr(exactdedup, "_fast_dtype", lambda torch, device: torch.float32)
     f32 = [semantic_duplicates(c, 0.9, method=m, clusters=6, device="cpu") for m in ("exact", "clustered")]
     assert f32[0].params["prefilter"] == "float32"
     init = dedup._Search.__init__
@@ -299,14 +299,14 @@ def test_clustered_splits_large_clusters(topics_dir, monkeypatch):
     root, _ = topics_dir
     c = workbench.open_collection(root)
     exact = semantic_duplicates(c, 0.94, method="exact", device="cpu")
-    monkeypatch.setattr(dedup, "SPLIT_MIN_ROWS", 32)  # split anything above the mean cluster (and 32 rows)
-    monkeypatch.setattr(dedup, "SPLIT_FACTOR", 1)
+    monkeypatch.setattr(clusterdedup, "SPLIT_MIN_ROWS", 32)  # split anything above the mean cluster (and 32 rows)
+    monkeypatch.setattr(clusterdedup, "SPLIT_FACTOR", 1)
     got = semantic_duplicates(c, 0.94, method="clustered", clusters=8, device="cpu")
     assert got.params["split_clusters"] >= 2 and got.params["largest_cluster"] > got.params["split_at"]
     assert recall(got, exact) >= 0.9
     assert np.all(exact.representative[got.representative] == exact.representative)  # no false merge
     assert got.pairs <= _pairs_inside(got, c, 0.94)  # each pair counted at most once
-    monkeypatch.setattr(dedup, "MAX_SPLIT_DEPTH", 1)
+    monkeypatch.setattr(clusterdedup, "MAX_SPLIT_DEPTH", 1)
     one = semantic_duplicates(c, 0.94, method="clustered", clusters=8, device="cpu")
     assert one.params["split_clusters"] >= 2 and recall(one, exact) >= 0.9
 

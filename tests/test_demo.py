@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import workbench
-from workbench.demo import (
+from workbench.demo.build import (
     CONCEPTS,
     LAION400M_NSFW_PROMPTS,
     VOCABULARY,
@@ -25,7 +25,7 @@ from workbench.demo import (
     summarize_world,
 )
 from workbench.errors import WriteError
-from workbench.verify import verify
+from workbench.io.verify import verify
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS, RPS = 12_000, 5_000  # 3 shards (5k, 5k, 2k) over 2 generation blocks of 10k
@@ -378,7 +378,7 @@ def test_summary_lines_say_synthetic(world):
 # -- resources ----------------------------------------------------------------------------------
 _PEAK = """
 import resource, sys
-from workbench.demo import build_demo_world
+from workbench.demo.build import build_demo_world
 build_demo_world(sys.argv[1], rows=int(sys.argv[2]), rows_per_shard=int(sys.argv[3]))
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 print('torch' in sys.modules)

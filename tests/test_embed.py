@@ -8,10 +8,10 @@ import pytest
 from conftest import stop_after, IMAGES, make_webdataset
 
 import workbench
-from workbench.embed import embed
-from workbench.encoders import load_encoder
+from workbench.export.embed import embed
+from workbench.models.encoders import load_encoder
 from workbench.engine import LocalEngine
-from workbench.verify import verify
+from workbench.io.verify import verify
 
 RCLIP = IMAGES / "rclip"
 
@@ -164,7 +164,7 @@ def test_tensor_decode_path_matches_the_pil_path(tiny_clip, tmp_path):
 
 
 def test_text_tower_trims_padding_with_the_same_output(tiny_clip):
-    from workbench.embed import _TextTower
+    from workbench.export.embed import _TextTower
 
     enc = load_encoder(tiny_clip.cfg, tiny_clip.ckpt, device="cpu")
     tower = _TextTower(enc)

@@ -1,4 +1,4 @@
-"""workbench.encoders with real open_clip code: a tiny random CLIP, saved and loaded back."""
+"""workbench.models.encoders with real open_clip code: a tiny random CLIP, saved and loaded back."""
 from __future__ import annotations
 
 import hashlib
@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import IMAGES, REPO, image_files
-from workbench.encoders import (CheckpointError, EncoderError, check_identity, load_encoder,
+from workbench.models.encoders import (CheckpointError, EncoderError, check_identity, load_encoder,
                                 normalise_model_name, parse_model_spec)
 from workbench.errors import WorkbenchError
-from workbench.heads import ModelMismatchError
+from workbench.models.heads import ModelMismatchError
 
 torch = pytest.importorskip("torch")
 open_clip = pytest.importorskip("open_clip")
@@ -350,7 +350,7 @@ def test_identity_of_loaded_encoders(tiny, tmp_path):
 # ---------------------------------------------------------------- import hygiene
 
 def test_module_imports_without_torch():
-    code = ("import sys; import workbench.encoders as e; "
+    code = ("import sys; import workbench.models.encoders as e; "
             "assert 'torch' not in sys.modules and 'open_clip' not in sys.modules, sorted(sys.modules); "
             "print(e.parse_model_spec('ViT-B/32:openai'))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,

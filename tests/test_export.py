@@ -9,8 +9,8 @@ from conftest import stop_after, make_datacomp, make_embeddings, make_webdataset
 import workbench
 from workbench.engine import LocalEngine
 from workbench.errors import IncompleteError, WorkbenchError, WriteError
-from workbench.export import FORMATS, cut_parts, export, uid_pairs
-from workbench.verify import verify
+from workbench.export.exporter import FORMATS, cut_parts, export, uid_pairs
+from workbench.io.verify import verify
 
 
 def _files(root):
@@ -109,7 +109,7 @@ def test_a_different_plan_is_refused(tmp_path):
 
 
 def test_a_failing_part_keeps_finished_parts_and_no_partial_file(tmp_path, monkeypatch):
-    import workbench.export as ex
+    import workbench.export.exporter as ex
 
     src = workbench.open_collection(make_embeddings(tmp_path / "src", rows=(30, 30)))
     real = ex.write_laion_part
@@ -132,7 +132,7 @@ def test_a_failing_part_keeps_finished_parts_and_no_partial_file(tmp_path, monke
 
 
 def test_free_space_is_checked_before_writing(tmp_path, monkeypatch):
-    import workbench.export as ex
+    import workbench.export.exporter as ex
 
     src = workbench.open_collection(make_embeddings(tmp_path / "src", rows=(30, 30)))
     monkeypatch.setattr(ex, "free_bytes", lambda path: 1000)
@@ -181,7 +181,7 @@ def test_webdataset_from_source_tars(tmp_path):
         j = json.loads(tf.extractfile("000000001.json").read())
         assert j["key"] == "000000001" and j["source_row"] == 2 and j["source_key"] == meta["key"][2]
         assert tf.extractfile("000000001.txt").read().decode() == meta["caption"][2]  # web text kept verbatim
-        src_img = workbench.images.image_bytes(src, 2)
+        src_img = workbench.io.images.image_bytes(src, 2)
         assert tf.extractfile("000000001.jpg").read() == src_img
     assert res.manifest["outputs"]["webdataset"]["samples"] == 4
     again = workbench.open_collection(out)  # the output is itself a webdataset collection
@@ -245,8 +245,8 @@ def test_counts_repeat_rows_in_source_order(tmp_path):
 
 
 def test_a_selection_with_counts_from_sampling_is_exported_with_its_repeats(tmp_path):
-    from workbench.recipe import Recipe, evaluate
-    from workbench.sampling import as_selection, soft_cap
+    from workbench.curation.recipe import Recipe, evaluate
+    from workbench.papers.sampling import as_selection, soft_cap
 
     src = workbench.open_collection(make_embeddings(tmp_path / "src", rows=(5, 7)))
     counts = soft_cap(np.linspace(0, 3, len(src)), 30, penalty=0.5, batch=4, seed=1)
@@ -273,7 +273,7 @@ def test_a_selection_with_counts_from_sampling_is_exported_with_its_repeats(tmp_
 def test_the_free_space_estimate_counts_image_files_for_webdataset(tmp_path, shared_data, monkeypatch):
     import pyarrow as pa
 
-    import workbench.export as ex
+    import workbench.export.exporter as ex
 
     photos = sorted((shared_data / "images" / "clip_retrieval").glob("*.jpg"))[:3]
     root = make_embeddings(tmp_path / "src", rows=(3,), metadata=None)

@@ -11,8 +11,8 @@ import pytest
 
 import workbench
 from conftest import make_collection, make_embeddings, unit_rows
-from workbench import faissindex as F
-from workbench import neighbors as N
+from workbench.scoring import faissindex as F
+from workbench.scoring import neighbors as N
 from workbench.errors import WorkbenchError
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, SHARED, unit_rows
-from workbench import heads as H
+from workbench.models import heads as H
 from workbench.errors import WorkbenchError
-from workbench.heads import HEADS, HeadFileError, ModelMismatchError, head
+from workbench.models.heads import HEADS, HeadFileError, ModelMismatchError, head
 
 HEADS_DIR = SHARED / "data" / "heads"
 
@@ -224,13 +224,13 @@ def test_no_unsafe_loading_and_no_tensorflow():
         assert not re.search(r"^\s*(import|from)\s+(tensorflow|keras)\b", text, re.M), p
         assert "pickle.load" not in text, p
         assert not re.search(r"allow_pickle\s*=\s*True", text), p
-    heads_src = src[REPO / "workbench" / "heads.py"]
+    heads_src = "".join(src[REPO / "workbench" / "models" / f] for f in ("heads.py", "mlpheads.py"))
     for call in re.findall(r"torch\.load\([^)]*\)", heads_src):
         assert "weights_only=True" in call
 
 
 def test_import_does_not_load_torch():
-    code = "import sys, workbench.heads; print('torch' in sys.modules, 'tensorflow' in sys.modules)"
+    code = "import sys, workbench.models.heads; print('torch' in sys.modules, 'tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True)
     assert out.stdout.split() == ["False", "False"]

@@ -3,7 +3,7 @@ import pyarrow.parquet as pq
 
 import workbench
 from conftest import image_files, make_embeddings, make_webdataset
-from workbench.images import image_bytes, tar_index
+from workbench.io.images import image_bytes, tar_index
 
 
 def test_webdataset_images_reachable(tmp_path):

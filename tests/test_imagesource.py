@@ -8,7 +8,7 @@ import pytest
 from conftest import IMAGES, make_webdataset
 
 from workbench.errors import LayoutError, WorkbenchError
-from workbench.imagesource import fingerprint, list_images, read_image_bytes
+from workbench.io.imagesource import fingerprint, list_images, read_image_bytes
 
 RCLIP = IMAGES / "rclip"
 

@@ -1,9 +1,7 @@
 import numpy as np
 import pytest
 
-from workbench import kernels
-
-
+from workbench.io import kernels
 def tricky(n=3000, dim=64, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, dim)).astype(np.float16)

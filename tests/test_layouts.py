@@ -5,7 +5,7 @@ import pytest
 
 from conftest import make_datacomp, make_embeddings, make_parquet_only, make_webdataset, unit_rows
 from workbench.errors import LayoutError, ShardError
-from workbench.layouts import detect
+from workbench.io.layouts import detect
 
 
 @pytest.mark.parametrize("padding,first", [(0, "img_emb_0.npy"), (4, "img_emb_0000.npy"), ("clip", "img_emb_00.npy")])

@@ -5,9 +5,9 @@ import pytest
 
 import workbench
 from workbench.errors import RecipeError
-from workbench.live import Live
-from workbench.recipe import Recipe, evaluate
-from workbench.scoring import apply
+from workbench.curation.live import Live
+from workbench.curation.recipe import Recipe, evaluate
+from workbench.curation.apply import apply
 
 
 def frame(n=5000, seed=0):
@@ -36,7 +36,7 @@ def check_same(live: Live, f: pl.DataFrame):
 
 @pytest.mark.parametrize("numba", [True, False])
 def test_threshold_changes_match_a_full_reevaluation(numba, monkeypatch):
-    import workbench.kernels as k
+    import workbench.io.kernels as k
 
     if not numba:
         monkeypatch.setattr(k, "_tried", True)

@@ -3,9 +3,9 @@ import polars as pl
 import pytest
 
 import workbench
-from workbench.demo import load_ground_truth
+from workbench.demo.build import load_ground_truth
 from workbench.errors import WorkbenchError
-from workbench.mixing import learn_mix
+from workbench.papers.mixing import learn_mix
 
 
 def test_a_mix_learned_from_labels_weighs_each_score_the_right_way(demo_world):

@@ -8,7 +8,7 @@ import pytest
 
 import workbench
 from conftest import make_collection, make_embeddings, unit_rows
-from workbench import neighbors as N
+from workbench.scoring import neighbors as N
 from workbench.errors import NoEmbeddingsError, WorkbenchError
 
 

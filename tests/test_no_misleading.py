@@ -15,7 +15,7 @@ from badinput import refused, run_cli
 from conftest import IMAGES, make_datacomp, make_embeddings, make_webdataset, stop_after
 
 import workbench
-from workbench.cli import REMOVED, main
+from workbench.cli.main import REMOVED, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,7 +61,7 @@ def test_apply_refuses_to_export_nothing_and_dry_run_warns(demo_world, tmp_path)
     assert rc == 0 and json.loads(out)["warnings"] == [] and "warning" not in err
 
     # the notebook shows the same warnings (one library function) and refuses the same export
-    from workbench.workspace import Workspace
+    from workbench.curation.workspace import Workspace
 
     space = Workspace(demo_world, str(odd))
     assert space.warnings() == ws
@@ -112,7 +112,7 @@ def test_sidecars_are_never_taken_for_data(demo_world, tmp_path):
         assert main(["verify", str(dst)]) == 0
 
     # an export of 0 rows (the library still writes one): not a collection, said plainly
-    from workbench.export import REMOVED_ROWS, export
+    from workbench.export.exporter import REMOVED_ROWS, export
 
     src = workbench.open_collection(make_embeddings(tmp_path / "emb", rows=(5, 7)))
     export(src, tmp_path / "zero", [], extras={REMOVED_ROWS: lambda p: pl.DataFrame({"row": range(12)}).write_parquet(p)})
@@ -120,8 +120,8 @@ def test_sidecars_are_never_taken_for_data(demo_world, tmp_path):
 
 
 def test_resume_with_sidecars(tmp_path):
-    from workbench.export import REMOVED_ROWS, export
-    from workbench.verify import verify
+    from workbench.export.exporter import REMOVED_ROWS, export
+    from workbench.io.verify import verify
 
     src = workbench.open_collection(make_embeddings(tmp_path / "src", rows=(20, 20)))
     mask = np.zeros(40, bool)
@@ -138,7 +138,7 @@ def test_resume_with_sidecars(tmp_path):
 
 # -- embed without weights --------------------------------------------------------------------------
 def test_embed_refuses_random_weights_unless_asked(tiny_clip, tmp_path):
-    from workbench.embed import embed
+    from workbench.export.embed import embed
 
     src = tmp_path / "photos"
     src.mkdir()
@@ -231,7 +231,9 @@ def test_a_closed_pipe_is_not_an_error(demo_world):
 def test_version(capsys, monkeypatch):
     from importlib.metadata import version
 
-    import workbench.cli as cli
+    import importlib
+
+    cli = importlib.import_module("workbench.cli.main")  # the module (workbench.cli.main the attribute is the function)
 
     with pytest.raises(SystemExit) as exc:
         main(["--version"])

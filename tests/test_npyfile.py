@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from workbench.errors import ShardError
-from workbench.npyfile import read_npy, read_npz_member
+from workbench.io.npyfile import read_npy, read_npz_member
 
 
 class _Exploit:

@@ -6,8 +6,8 @@ import pytest
 
 import workbench
 from workbench.errors import WorkbenchError
-from workbench.preference import PairRules, make_pairs, write_pairs
-from workbench.prompts import text_encoder
+from workbench.papers.preference import PairRules, make_pairs, write_pairs
+from workbench.models.prompts import text_encoder
 
 
 @pytest.fixture

@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 
 import workbench
-from workbench.demo import load_ground_truth
+from workbench.demo.build import load_ground_truth
 from workbench.errors import WorkbenchError
-from workbench.heads import load_head
-from workbench.probe import train_probe
-from workbench.recipe import Recipe
-from workbench.scoring import apply
+from workbench.models.heads import load_head
+from workbench.models.probe import train_probe
+from workbench.curation.recipe import Recipe
+from workbench.curation.apply import apply
 
 
 def test_twenty_labels_find_watermarks(demo_world, tmp_path):

@@ -8,10 +8,10 @@ import pytest
 
 import workbench
 from conftest import make_collection, make_parquet_only, unit_rows
-from workbench.demo import load_ground_truth
+from workbench.demo.build import load_ground_truth
 from workbench.errors import NoEmbeddingsError, WorkbenchError
-from workbench.projection import ProjectionScorer, pca_2d, project, sample_rows
-from workbench.scoring import compute
+from workbench.map.projection import ProjectionScorer, pca_2d, project, sample_rows
+from workbench.scoring.compute import compute
 
 SAMPLE = 2000  # of the demo world's 6,000 rows: 4,000 are placed
 EPOCHS = 100
@@ -143,8 +143,8 @@ def test_invalid_rows_get_nan_and_the_rest_are_placed(tmp_path):
 
 
 def test_large_samples_find_neighbours_by_lists(demo_master, monkeypatch):
-    from workbench import projection
-    from workbench.projection import _Neighbours
+    from workbench.map import projection
+    from workbench.map.projection import _Neighbours
 
     c = workbench.open_collection(demo_master)
     rows = sample_rows(c, 3000, seed=0)
@@ -163,8 +163,7 @@ def test_large_samples_find_neighbours_by_lists(demo_master, monkeypatch):
 
 
 def test_the_list_search_places_rows_too(tmp_path, monkeypatch):
-    from workbench import projection
-
+    from workbench.map import projection
     c, bad = _nan_collection(tmp_path, rows=(1500, 1000, 500))
     monkeypatch.setattr(projection, "EXACT_PLACE_MAX", 100)
     info = {}
@@ -225,8 +224,68 @@ def test_the_scorer_caches_the_map_so_reopening_is_instant(tmp_path):
 
 
 def test_default_sample_is_shared_by_notebook_and_cli():
-    from workbench.projection import ProjectionScorer, default_sample
+    from workbench.map.projection import ProjectionScorer, default_sample
 
     assert [default_sample(n) for n in (6_000, 100_000, 200_000, 10**9)] == [20_000, 20_000, 40_000, 50_000]
     s = ProjectionScorer()
     assert s.sample is None  # resolved against the collection in prepare()
+
+
+def test_a_projection_job_leaves_the_same_cached_map_as_compute(tmp_path):
+    from workbench.map.projection import start_projection_job
+
+    c, bad = _nan_collection(tmp_path)
+    job = start_projection_job(c, sample=200, n_epochs=30)
+    seen = []
+    summary = job.wait(timeout=300, progress=lambda s, f: seen.append((s, f)))
+    assert job.state == "done" and not job.process.is_alive() and job.done()
+    stages = [s for s, _ in seen]
+    assert stages[0] == "sample" and stages[-1] == "done" and "umap" in stages and "place" in stages
+    order = [PROGRESS_ORDER.index(s) for s in stages]
+    assert order == sorted(order)  # stages in order, as project reports them
+    assert summary["rows"] == len(c) and summary["report"]["computed"] == len(c.shards)
+    assert job.stage == "done" and job.fraction == 1.0
+    # what compute (and `workbench map SRC`) would have left: read back, nothing fitted
+    res = compute(workbench.open_collection(c.path), [ProjectionScorer(sample=200, n_epochs=30)])
+    assert res.report["map_x"]["cached"] == len(c.shards) and res.report["map_x"]["computed"] == 0
+    frame = res.collect()
+    ref = project(c, sample=200, n_epochs=30)
+    np.testing.assert_array_equal(frame.select("map_x", "map_y").fill_null(np.nan).to_numpy(), ref)
+    assert job.result().equals(frame) and frame["map_x"].null_count() == len(bad)
+    assert not job.cancel()  # nothing left to cancel
+
+
+def test_a_projection_job_can_be_cancelled(demo_master, tmp_path):
+    from workbench.map.projection import ProjectionCancelled, start_projection_job
+    from workbench.scoring.scorecache import ScoreCache
+
+    c = workbench.open_collection(demo_master)
+    params = dict(sample=3000, n_epochs=2000)  # long enough to be cancelled mid-fit
+    job = start_projection_job(c, cache_dir=tmp_path / "cache", **params)
+    t0 = time.perf_counter()
+    while not job.poll(0.5) and time.perf_counter() - t0 < 120:  # until the child reports
+        assert job.state == "running"
+    assert job.stage in ("sample", "umap")
+    assert job.cancel(grace=0.5) and job.state == "cancelled" and not job.process.is_alive()
+    with pytest.raises(ProjectionCancelled, match="cancelled"):
+        job.wait()
+    s = ProjectionScorer(**params)
+    s.prepare(c)
+    cache = ScoreCache(c, s.column, s.spec(), tmp_path / "cache")
+    assert not any(cache.state(i) == "fresh" for i in range(len(c.shards)))
+    assert not job.cancel()
+
+
+def test_a_projection_job_checks_its_parameters_before_starting(tmp_path):
+    from workbench.map.projection import start_projection_job
+
+    c, _ = _nan_collection(tmp_path)
+    with pytest.raises(WorkbenchError, match="sample"):
+        start_projection_job(c, sample=1)
+    with pytest.raises(WorkbenchError, match="progress"):
+        start_projection_job(c, progress=print)
+    with pytest.raises(TypeError):
+        start_projection_job(c, colour="red")
+
+
+PROGRESS_ORDER = ["sample", "umap", "place", "done"]

@@ -7,11 +7,12 @@ import pytest
 
 import workbench
 from tests.conftest import SHARED, make_embeddings, unit_rows
-from workbench.heads import ModelMismatchError
-from workbench.prompts import (DemoText, PromptError, laion400m_prompts, laion400m_rule, load_prompt_embedding,
+from workbench.models.heads import ModelMismatchError
+from workbench.demo.textencoder import DemoText
+from workbench.models.prompts import (PromptError, laion400m_prompts, laion400m_rule, load_prompt_embedding,
                                safety_concepts, safety_margin, text_encoder)
-from workbench.scorers import Laion400mScorer, SafetyScorer
-from workbench.scoring import compute
+from workbench.scoring.scorers import Laion400mScorer, SafetyScorer
+from workbench.scoring.compute import compute
 
 
 def test_the_release_prompt_lists_load_with_their_quirks():
@@ -83,7 +84,7 @@ def test_safety_scorer_flags_concept_images(demo_world):
     c = workbench.open_collection(demo_world)
     df = compute(c, [SafetyScorer()], cache=False).collect()
     assert df["safety_margin"].null_count() == 0 and df["safety_concept"].null_count() == 0
-    from workbench.demo import load_ground_truth
+    from workbench.demo.build import load_ground_truth
 
     unsafe = load_ground_truth(demo_world)["is_unsafe"].to_numpy()
     flagged = df["safety_margin"].to_numpy() > 0

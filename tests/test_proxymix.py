@@ -3,10 +3,10 @@ import polars as pl
 import pytest
 
 import workbench
-from workbench.demo import load_ground_truth
+from workbench.demo.build import load_ground_truth
 from workbench.errors import WorkbenchError
-from workbench.prompts import DemoText
-from workbench.proxymix import ProxyTask, learn_mix_proxy, proxy_task
+from workbench.demo.textencoder import DemoText
+from workbench.papers.proxymix import ProxyTask, learn_mix_proxy, proxy_task
 
 COLUMNS = ["similarity", "punsafe", "noise"]
 

@@ -4,9 +4,10 @@ import polars as pl
 import pytest
 
 import workbench
-from workbench.demo import build_demo_world, load_ground_truth
+from workbench.demo.build import build_demo_world, load_ground_truth
 from workbench.errors import RecipeError
-from workbench.recipe import PRESETS, Recipe, Rule, apply, evaluate, histogram, preset
+from workbench.curation.apply import apply
+from workbench.curation.recipe import PRESETS, Recipe, Rule, evaluate, histogram, preset
 
 
 def frame():
@@ -290,7 +291,7 @@ def test_datacomp_presets(world):
     assert 0 < text.kept < image.kept < len(c)
     assert set(both.kept_rows()) <= set(image.kept_rows()) and both.kept < image.kept
     caps = c.metadata.select("caption").collect()["caption"].to_numpy()
-    from workbench.wordlists import words
+    from workbench.curation.wordlists import words
 
     names = [w.lower() for w in words("imagenet-1k")]
     kept_caps = [caps[r].lower() for r in text.kept_rows()[:200]]
@@ -301,7 +302,7 @@ def test_datacomp_presets(world):
 def test_a_nan_score_fails_every_threshold_evaluated_or_live(bound):
     """README: a missing value fails every rule. polars orders NaN above every number, so `NaN >= t`
     alone would keep it; the recipe and the live kernel must agree that it fails."""
-    from workbench.live import Live
+    from workbench.curation.live import Live
 
     f = pl.DataFrame({"row": [0, 1, 2, 3], "s": [0.1, float("nan"), None, 0.9]})
     r = Recipe([Rule({"column": "s", bound: 0.5})], "nan")

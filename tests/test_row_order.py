@@ -21,13 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import workbench
-from workbench.cli import main
+from workbench.cli.main import main
 from workbench.errors import RecipeError, WorkbenchError
-from workbench.live import Live
-from workbench.mixing import learn_mix
-from workbench.recipe import Recipe
-from workbench.sampling import sample
-from workbench.scoring import apply
+from workbench.curation.live import Live
+from workbench.papers.mixing import learn_mix
+from workbench.curation.recipe import Recipe
+from workbench.papers.sampling import sample
+from workbench.curation.apply import apply
 
 N = 60  # rows of the test collection: shards of 23, 17 and 20
 SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -314,7 +314,7 @@ def test_live_counts_follow_row_ids_not_frame_order(data, t, fraction, seed):
 def test_workspace_adds_computed_columns_by_row(tmp_path):
     """A collection without metadata: similarity is computed and joined on row; kept rows are the
     rows whose own image-caption cosine passes, read from the embeddings here."""
-    from workbench.workspace import Workspace
+    from workbench.curation.workspace import Workspace
 
     root = make_embeddings(tmp_path / "nometa", rows=(23, 17, 20), dim=16, seed=5, metadata=None)
     c = workbench.open_collection(root)

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workbench.errors import WorkbenchError
-from workbench.sampling import hard_cap, sample, soft_cap, softmax, top
+from workbench.papers.sampling import hard_cap, sample, soft_cap, softmax, top
 
 scores_st = st.lists(st.floats(-5, 5, allow_nan=False), min_size=1, max_size=60).map(np.array)
 

@@ -1,6 +1,6 @@
 import polars as pl
 
-from workbench.schema import canonical_exprs, canonical_mapping
+from workbench.io.schema import canonical_exprs, canonical_mapping
 
 
 def view(schema):

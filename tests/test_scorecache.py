@@ -5,7 +5,7 @@ import polars as pl
 
 import workbench
 from tests.conftest import make_embeddings
-from workbench.scorecache import ScoreCache, cache_root, shard_stamp, spec_key
+from workbench.scoring.scorecache import ScoreCache, cache_root, shard_stamp, spec_key
 
 
 def test_store_load_and_states(tmp_path):

@@ -6,9 +6,10 @@ import pytest
 
 import workbench
 from tests.conftest import unit_rows
-from workbench.scorers import ChunkView, LanguageScorer, dots
-from workbench.recipe import Recipe
-from workbench.scoring import apply, compute
+from workbench.scoring.scorers import ChunkView, LanguageScorer, dots
+from workbench.curation.recipe import Recipe
+from workbench.curation.apply import apply
+from workbench.scoring.compute import compute
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
@@ -43,7 +44,7 @@ def test_language_of_captions(tmp_path):
 def test_resident_scores_on_a_tensor():
     import torch
 
-    from workbench.scorers import resident_scores
+    from workbench.scoring.scorers import resident_scores
 
     x = unit_rows(500, 32, 0)
     q = unit_rows(2, 32, 1)

@@ -8,12 +8,13 @@ import pytest
 import workbench
 from tests.conftest import make_embeddings, unit_rows
 from workbench.engine import make_engine
-from workbench.heads import ModelMismatchError, head
-from workbench.prompts import DemoText
-from workbench.recipe import Recipe, preset
-from workbench.scorers import (HeadScorer, Laion400mScorer, LanguageScorer, PromptScorer, SafetyScorer,
+from workbench.models.heads import ModelMismatchError, head
+from workbench.demo.textencoder import DemoText
+from workbench.curation.recipe import Recipe, preset
+from workbench.scoring.scorers import (HeadScorer, Laion400mScorer, LanguageScorer, PromptScorer, SafetyScorer,
                                SimilarityScorer)
-from workbench.scoring import apply, compute
+from workbench.curation.apply import apply
+from workbench.scoring.compute import compute
 
 
 def f64_unit(x):

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from workbench.errors import WriteError
-from workbench.staging import begin_plan, check_destination, journal, staged_task, write_manifest
+from workbench.io.staging import begin_plan, check_destination, journal, staged_task, write_manifest
 
 
 def _write(name, data):

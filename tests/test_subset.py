@@ -5,8 +5,8 @@ import pytest
 import workbench
 from conftest import make_datacomp, make_embeddings, make_parquet_only, make_webdataset
 from workbench.errors import WriteError
-from workbench.subset import write_subset
-from workbench.verify import verify
+from workbench.export.exporter import write_subset
+from workbench.io.verify import verify
 
 
 def rows_equal(src, dst_coll, picked):

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import SHARED
 from workbench.errors import WorkbenchError
-from workbench.tfbundle import (BundleError, TensorBundle, crc32c, mask_crc, parse_proto,
+from workbench.models.tfbundle import (BundleError, TensorBundle, crc32c, mask_crc, parse_proto,
                                 read_bundle_from_zip, snappy_decompress)
 
 NSFW = SHARED / "data" / "heads" / "laion_nsfw_detector"

@@ -9,7 +9,7 @@ from PIL import Image
 
 import workbench
 from conftest import IMAGES, make_webdataset
-from workbench.thumbnails import make_thumbnail, thumbnail
+from workbench.io.thumbnails import make_thumbnail, thumbnail
 
 
 def test_thumbnails_from_webdataset_tars(tmp_path):

@@ -2,7 +2,7 @@ import numpy as np
 
 import workbench
 from conftest import make_embeddings, unit_rows
-from workbench.validate import validate
+from workbench.io.validate import validate
 
 
 def test_clean_collection_passes(emb_dir):

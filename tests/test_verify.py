@@ -6,8 +6,8 @@ import pytest
 import workbench
 from conftest import make_embeddings
 from workbench.errors import ManifestError
-from workbench.subset import write_subset
-from workbench.verify import verify
+from workbench.export.exporter import write_subset
+from workbench.io.verify import verify
 
 
 @pytest.fixture

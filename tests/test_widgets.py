@@ -9,9 +9,9 @@ import workbench
 from conftest import make_embeddings
 from widgets import Workbench
 from widgets.gallery import item_html
-from workbench.demo import load_ground_truth
-from workbench.recipe import Recipe
-from workbench.scoring import apply
+from workbench.demo.build import load_ground_truth
+from workbench.curation.recipe import Recipe
+from workbench.curation.apply import apply
 
 
 def total(wb) -> str:
@@ -154,7 +154,7 @@ def test_umap_replaces_the_quick_view(demo_world):
 
 def test_mix_view_shows_the_weights_and_the_check(demo_world):
     from widgets.mixview import check_html, mix_view, weights_figure
-    from workbench.mixing import learn_mix
+    from workbench.papers.mixing import learn_mix
 
     c = workbench.open_collection(demo_world)
     frame = c.metadata.select("row", "similarity", "punsafe").collect()
@@ -184,3 +184,18 @@ def test_save_png_writes_a_static_figure(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and [p.name for p in (tmp_path / "figs").iterdir()] == ["bars.png"]
     with pytest.raises(ValueError, match="letters"):
         save_png(fig, "../x", tmp_path)
+
+
+def test_a_background_umap_can_be_cancelled(demo_world):
+    import time
+
+    bg = Workbench(demo_world, max_points=500, projection_params={"sample": 3000, "n_epochs": 2000})
+    assert bg.map.data.method == "pca" and bg.umap_thread is not None
+    t0 = time.perf_counter()
+    while (bg.umap_job is None or bg.umap_job.stage is None) and time.perf_counter() - t0 < 120:
+        time.sleep(0.2)
+    assert bg.map.cancel_btn.layout.visibility == "visible"
+    assert bg.cancel_map() and bg.wait_for_map(30)
+    assert bg.umap_job.state == "cancelled" and not bg.umap_job.process.is_alive()
+    assert bg.map.data.method == "pca" and "cancelled" in bg.map.status.value
+    assert bg.map.cancel_btn.layout.visibility == "hidden" and not bg.cancel_map()

@@ -1,7 +1,7 @@
 import pytest
 
 from workbench.errors import RecipeError
-from workbench.wordlists import NAMED, words
+from workbench.curation.wordlists import NAMED, words
 
 
 def test_imagenet_class_names():

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 
 import workbench
-from workbench.demo import load_ground_truth
+from workbench.demo.build import load_ground_truth
 from workbench.errors import WorkbenchError
-from workbench.recipe import Recipe, preset
-from workbench.scoring import apply
-from workbench.workspace import Workspace
+from workbench.curation.recipe import Recipe, preset
+from workbench.curation.apply import apply
+from workbench.curation.workspace import Workspace
 
 
 def same_as_apply(ws):
@@ -122,3 +122,62 @@ def test_export_formats_workers_and_progress(demo_world, tmp_path):
 
     lists = pl.read_parquet(tmp_path / "out" / "img2dataset")
     assert lists["row"].to_list() == sorted(lists["row"].to_list()) and lists.height == kept
+
+
+def test_panel_policies_live_in_the_workspace(demo_world):
+    from workbench.curation.workspace import DEFAULT_RULES, PROBE_THRESHOLD
+
+    ws = Workspace(demo_world)
+    assert ws.recipe.rules == []  # a workspace starts empty; the panel opens with default_recipe()
+    r = ws.default_recipe()
+    assert r.name == "my-subset" and [x.to_dict() for x in r.rules] == [dict(d) for d in DEFAULT_RULES]
+    assert "laion2b-en" in Workspace.presets()
+    ws.set_recipe(r)
+    # sliders: one per threshold rule, the bound it moves, clipped into the column's range
+    specs = ws.sliders()
+    assert [(s["index"], s["column"], s["bound"]) for s in specs] == [
+        (0, "similarity", "min"), (1, "punsafe", "below"), (2, "pwatermark", "below")]
+    sim = ws.frame["similarity"].to_numpy()
+    lo, hi = ws.value_range("similarity")
+    assert lo <= sim.min() + 1e-6 and hi >= sim.max() - 1e-6 and (specs[0]["low"], specs[0]["high"]) == (lo, hi)
+    assert specs[0]["value"] == 0.28
+    plo, phi = ws.value_range("punsafe")
+    assert specs[1]["value"] == min(max(0.5, plo), phi)  # clipped into the column's range
+    assert ws.default_histogram() == 0
+    assert set(ws.score_columns()) == {"similarity", "punsafe", "pwatermark"} <= set(ws.scores())
+    assert ws.scores()["punsafe"].dtype == np.float64 and len(ws.scores()["punsafe"]) == len(ws.collection)
+    # dedup toggles: found by their params, added and removed once
+    assert ws.dedup_rule("semantic") == {"dedup": "semantic", "threshold": 0.94}
+    with pytest.raises(WorkbenchError, match="dedup mode"):
+        ws.dedup_rule("fuzzy")
+    assert ws.dedup_index("exact") is None and ws.set_dedup("exact", True)
+    i = ws.dedup_index("exact")
+    assert ws.recipe.rules[i].params == {"dedup": "exact"} and not ws.set_dedup("exact", True)
+    assert ws.set_dedup("exact", False) and ws.dedup_index("exact") is None and not ws.set_dedup("exact", False)
+    same_as_apply(ws)
+    # rankable rules: prompts and heads, with the column a gallery ranks by
+    assert ws.rankable_rules() == []
+    j = ws.add_prompt("a watermark")
+    (k, col), = ws.rankable_rules()
+    assert k == j and col == ws.recipe.rules[j].threshold_column() and col in ws.frame.columns
+    top = ws.top_by(col, 5)
+    assert ws.frame[col].to_numpy()[top].min() >= np.sort(ws.frame[col].to_numpy())[-5]
+    # the probe's rule: a row is flagged at probe score >= PROBE_THRESHOLD, the rule keeps those below
+    with pytest.raises(WorkbenchError, match="no probe"):
+        ws.probe_rule("watermark")
+    truth = load_ground_truth(demo_world)
+    wm = truth["has_watermark"].to_numpy()
+    rng = np.random.default_rng(2)
+    ws.label(rng.choice(np.nonzero(wm)[0], 15, replace=False), "watermark")
+    ws.label(rng.choice(np.nonzero(~wm)[0], 15, replace=False), "clean")
+    probe, path, pcol = ws.train_probe("watermark")
+    rule = ws.probe_rule("watermark")
+    assert rule == {"head": str(path), "below": PROBE_THRESHOLD, "name": "probe watermark < 0.5"}
+    flagged = ws.flagged("watermark")
+    assert np.array_equal(flagged, np.nonzero(ws.frame[pcol].to_numpy() >= PROBE_THRESHOLD)[0])
+    n = ws.add_probe_rule("watermark")
+    assert ws.recipe.rules[n].name == "probe watermark < 0.5"
+    reason = ws.first_reason()
+    earlier = np.nonzero((reason >= 0) & (reason < n))[0]
+    assert np.array_equal(np.nonzero(reason == n)[0], np.setdiff1d(flagged, earlier))  # the rule drops the flagged
+    same_as_apply(ws)

@@ -7,8 +7,8 @@ import pytest
 
 import workbench
 from workbench.errors import WriteError
-from workbench.verify import verify
-from workbench.writer import MANIFEST, STAGING, ShardWriter
+from workbench.io.verify import verify
+from workbench.io.writer import MANIFEST, STAGING, ShardWriter
 
 
 def batch(n, start=0, dim=8):

@@ -12,6 +12,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from workbench.errors import ConfigError
+from workbench.io.files import write_atomic
+
 WIDTH, HEIGHT = 900, 450
 
 
@@ -20,10 +23,9 @@ def save_png(fig, name: str, folder: str | Path | None, width: int = WIDTH, heig
     if folder is None:
         return fig
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ValueError(f"a figure name is letters, digits, _ . - only: {name!r}")
+        raise ConfigError(f"a figure name is letters, digits, _ . - only: {name!r}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.png.partial"
-    fig.write_image(str(tmp), format="png", width=width, height=height or fig.layout.height or HEIGHT)
-    tmp.replace(folder / f"{name}.png")
+    write_atomic(folder / f"{name}.png", lambda tmp: fig.write_image(
+        str(tmp), format="png", width=width, height=height or fig.layout.height or HEIGHT))
     return fig

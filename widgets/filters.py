@@ -8,9 +8,9 @@ import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 
-from workbench.recipe import PRESETS
+from workbench.curation.workspace import Workspace
 
-BOUND_KEYS = ("min", "above", "max", "below")
+SYMBOLS = {"min": ">=", "above": ">", "max": "<=", "below": "<"}
 
 
 def counts_html(c: dict, warnings=()) -> str:
@@ -39,17 +39,17 @@ def nice_step(span: float) -> float:
 class FilterPanel:
     def __init__(self, workbench):
         self.wb = workbench
-        self.preset = W.Dropdown(options=["(choose a preset)", *PRESETS], description="preset",
+        self.preset = W.Dropdown(options=["(choose a preset)", *Workspace.presets()], description="preset",
                                  layout=W.Layout(width="320px"))
         self.preset.observe(self._on_preset, names="value")
         self.prompt = W.Text(placeholder="a watermark", description="prompt", layout=W.Layout(width="320px"))
         self.add_prompt = W.Button(description="add prompt rule", icon="plus")
         self.add_prompt.on_click(self._on_prompt)
+        near = Workspace.dedup_rule("semantic")["threshold"]
         self.dedup_exact = W.Checkbox(description="exact duplicates (url + caption)", value=False, indent=False)
-        self.dedup_semantic = W.Checkbox(description="near-duplicates (cos >= 0.94)", value=False, indent=False)
-        self.dedup_exact.observe(lambda ch: self._toggle("dedup_exact", {"dedup": "exact"}, ch["new"]), names="value")
-        self.dedup_semantic.observe(lambda ch: self._toggle("dedup_semantic", {"dedup": "semantic", "threshold": 0.94},
-                                                            ch["new"]), names="value")
+        self.dedup_semantic = W.Checkbox(description=f"near-duplicates (cos >= {near:g})", value=False, indent=False)
+        self.dedup_exact.observe(lambda ch: self._toggle("exact", ch["new"]), names="value")
+        self.dedup_semantic.observe(lambda ch: self._toggle("semantic", ch["new"]), names="value")
         self.sliders_box = W.VBox()
         self.sliders_box.add_class("wb-filters")
         self.sliders: list[W.FloatSlider] = []
@@ -71,17 +71,14 @@ class FilterPanel:
         ws = self.wb.workspace
         self.sliders = []
         self._slider_rule = []
-        for index, column in ws.threshold_rules():
-            rule = ws.recipe.rules[index]
-            key = next(k for k in BOUND_KEYS if k in rule.params)
-            edges = ws.live.edges(column)
-            lo, hi = float(edges[0]), float(edges[-1])
-            value = float(np.clip(float(rule.params[key]), lo, hi))
+        for spec in ws.sliders():
+            index, column, key = spec["index"], spec["column"], spec["bound"]
+            lo, hi, value = spec["low"], spec["high"], spec["value"]
             step = nice_step(hi - lo)
             lo, hi = np.floor(lo / step) * step, np.ceil(hi / step) * step
             value = round(round(value / step) * step, 10)
             s = W.FloatSlider(value=value, min=lo, max=hi, step=step, readout_format=".3f",
-                              description=f"{column} {dict(min='>=', above='>', max='<=', below='<')[key]}",
+                              description=f"{column} {SYMBOLS[key]}",
                               continuous_update=False, style={"description_width": "140px"},
                               layout=W.Layout(width="450px"))
             s.observe(self._on_slider, names="value")
@@ -90,8 +87,8 @@ class FilterPanel:
         self.sliders_box.children = self.sliders
         self._syncing = True
         try:
-            self.dedup_exact.value = any(r.params.get("dedup") == "exact" for r in ws.recipe.rules)
-            self.dedup_semantic.value = any(r.params.get("dedup") == "semantic" for r in ws.recipe.rules)
+            self.dedup_exact.value = ws.dedup_index("exact") is not None
+            self.dedup_semantic.value = ws.dedup_index("semantic") is not None
         finally:
             self._syncing = False
 
@@ -118,7 +115,7 @@ class FilterPanel:
 
     # -- actions ---------------------------------------------------------------------------------
     def _on_preset(self, change) -> None:
-        if change["new"] in PRESETS:
+        if change["new"] in Workspace.presets():
             self.wb.run(lambda: self.wb.workspace.use_preset(change["new"], progress=self.wb.progress_callback()),
                         f"preset {change['new']}")
 
@@ -128,12 +125,9 @@ class FilterPanel:
             self.wb.run(lambda: self.wb.workspace.add_prompt(text, progress=self.wb.progress_callback()),
                         f"prompt {text!r}")
 
-    def _toggle(self, tag: str, rule: dict, on: bool) -> None:
+    def _toggle(self, mode: str, on: bool) -> None:
         if self._syncing:
             return
         ws = self.wb.workspace
-        existing = [i for i, r in enumerate(ws.recipe.rules) if r.params.get("dedup") == rule["dedup"]]
-        if on and not existing:
-            self.wb.run(lambda: ws.add_rule(rule, progress=self.wb.progress_callback()), tag)
-        elif not on and existing:
-            self.wb.run(lambda: ws.remove_rule(existing[0]), tag)
+        if on != (ws.dedup_index(mode) is not None):
+            self.wb.run(lambda: ws.set_dedup(mode, on, progress=self.wb.progress_callback()), f"dedup_{mode}")

@@ -83,7 +83,7 @@ class Gallery:
     def update_sources(self) -> None:
         ws = self.wb.workspace
         opts = ["lasso selection"] + [f"removed by: {r.name}" for r in ws.recipe.rules] + \
-               [f"top of: {r.name}" for r in ws.recipe.rules if r.kind in ("prompt", "head")]
+               [f"top of: {ws.recipe.rules[i].name}" for i, _ in ws.rankable_rules()]
         value = self.source.value if self.source.value in opts else "lasso selection"
         self.source.options = opts
         self.source.value = value
@@ -96,8 +96,8 @@ class Gallery:
         names = [r.name for r in ws.recipe.rules]
         if src.startswith("removed by: "):
             return ws.removed_by(names.index(src[len("removed by: "):]), self.limit).tolist()
-        rule = ws.recipe.rules[names.index(src[len("top of: "):])]
-        return ws.top_by(next(iter(rule.columns())), self.limit).tolist()
+        ranked = dict(ws.rankable_rules())
+        return ws.top_by(ranked[names.index(src[len("top of: "):])], self.limit).tolist()
 
     def refresh(self) -> None:
         ws = self.wb.workspace

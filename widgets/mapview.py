@@ -29,13 +29,15 @@ class MapView:
         self.info = W.HTML()
         self.info.add_class("wb-map-info")
         self.progress = W.FloatProgress(min=0, max=1, description="", layout=W.Layout(width="200px", visibility="hidden"))
+        self.cancel_btn = W.Button(description="cancel UMAP", icon="stop",
+                                   layout=W.Layout(width="130px", visibility="hidden"))
         self.status = W.HTML()
-        self.box = W.VBox([W.HBox([self.color_by, self.info, self.progress]), self.status, self.fig],
+        self.box = W.VBox([W.HBox([self.color_by, self.info, self.progress, self.cancel_btn]), self.status, self.fig],
                           layout=W.Layout(flex="1 1 560px", min_width="420px"))
 
     # -- data ------------------------------------------------------------------------------------
     def set_data(self, data, kept: np.ndarray, scores: dict[str, np.ndarray]) -> None:
-        """Draw `data` (a workbench.workspace.MapData); `kept` and `scores` are over all rows."""
+        """Draw `data` (a workbench.curation.workspace.MapData); `kept` and `scores` are over all rows."""
         self.data = data
         self.scores = scores
         options = ["cluster", "kept / removed", *sorted(scores)]

@@ -1,7 +1,7 @@
 """A learned score mix in a notebook: its weights as a bar chart beside the table, and how it was checked.
 
     from widgets.mixview import mix_view
-    mix_view(mix)            # a mix from workbench.mixing.learn_mix or workbench.proxymix.learn_mix_proxy
+    mix_view(mix)            # a mix from workbench.papers.mixing.learn_mix or workbench.papers.proxymix.learn_mix_proxy
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`Workbench(collection)`: the one-panel curation UI over a :class:`workbench.workspace.Workspace`."""
+"""`Workbench(collection)`: the one-panel curation UI over a :class:`workbench.curation.workspace.Workspace`."""
 from __future__ import annotations
 
 import html
@@ -8,27 +8,26 @@ import traceback
 import ipywidgets as W
 import numpy as np
 
-from workbench.recipe import Recipe
-from workbench.workspace import Workspace
+from workbench.curation.workspace import Workspace
 
 from .filters import FilterPanel
 from .gallery import Gallery
 from .mapview import MapView
 from .recipeview import RecipeView
 
-DEFAULT_RULES = ({"column": "similarity", "min": 0.28}, {"column": "punsafe", "below": 0.5},
-                 {"column": "pwatermark", "below": 0.8})
-
 
 class Workbench:
     """The curation panel. ``Workbench(collection_or_path, recipe=None)``; display it in a notebook.
 
-    - `recipe`: a Recipe, a preset name or a recipe file; by default, sliders for the columns the
-      collection has among similarity (>= 0.28), punsafe (< 0.5) and pwatermark (< 0.8).
+    - `recipe`: a Recipe, a preset name or a recipe file; by default the workspace's
+      :meth:`~workbench.curation.workspace.Workspace.default_recipe` (sliders for the columns the
+      collection has among similarity, punsafe and pwatermark).
     - `max_points`: at most this many rows drawn on the map (stratified over clusters).
     - `projection`: "auto" (UMAP when cached, else a quick PCA view while UMAP computes in the
       background), "umap" (compute now), or "pca" (never compute UMAP).
-    - `background`: compute UMAP on a thread (the panel stays usable) or before returning.
+    - `background`: compute UMAP in another process (a
+      :class:`~workbench.map.projection.ProjectionJob`, polled on a thread: the panel stays usable;
+      ``wb.cancel_map()`` stops it) or here, before returning.
     - `recolor_delay`: seconds the map waits after a slider move before recolouring (repainting
       200k points takes the browser about a second: the counts are painted first; 0 = at once).
 
@@ -38,13 +37,9 @@ class Workbench:
     def __init__(self, collection, recipe=None, max_points: int = 200_000, projection: str = "auto",
                  background: bool = True, encoder=None, projection_params: dict | None = None,
                  recolor_delay: float = 0.25):
+        ws = Workspace(collection, recipe, encoder=encoder)
         if recipe is None:
-            ws = Workspace(collection, None, encoder=encoder)
-            have = set(ws.frame.columns)
-            recipe = Recipe.from_dict({"name": "my-subset", "rules": [r for r in DEFAULT_RULES if r["column"] in have]})
-            ws.set_recipe(recipe)
-        else:
-            ws = Workspace(collection, recipe, encoder=encoder)
+            ws.set_recipe(ws.default_recipe())
         self.workspace = ws
         self.max_points = max_points
         self.projection_params = projection_params or {}
@@ -64,6 +59,8 @@ class Workbench:
         ])
         self.panel.add_class("wb-panel")
         self.umap_thread: threading.Thread | None = None
+        self.umap_job = None  # the background map's ProjectionJob, while one runs
+        self.map.cancel_btn.on_click(lambda _b: self.cancel_map())
         self.recolor_delay = recolor_delay
         self._recolor_timer: threading.Timer | None = None
         self.refresh()
@@ -79,8 +76,7 @@ class Workbench:
     def refresh(self) -> None:
         """Rebuild everything that depends on the recipe (after a rule is added, removed, loaded)."""
         self.filters.rebuild()
-        c = self.workspace.counts(histogram_of=self.workspace.threshold_rules()[0][0]
-                                  if self.workspace.threshold_rules() else None)
+        c = self.workspace.counts(histogram_of=self.workspace.default_histogram())
         self.filters.show(c)
         self.filters.show_histogram(c.get("histogram"))
         self.gallery.update_sources()
@@ -136,9 +132,7 @@ class Workbench:
 
     # -- map -------------------------------------------------------------------------------------
     def _scores(self) -> dict:
-        f = self.workspace.frame
-        return {c: f[c].cast(float).to_numpy() for c in f.columns
-                if c not in ("row", "cluster") and f[c].dtype.is_numeric()}
+        return self.workspace.scores()
 
     def _draw_map(self, projection: str, background: bool) -> None:
         ws = self.workspace
@@ -163,18 +157,38 @@ class Workbench:
             base = stages.get(stage, 0.0)
             bar.value = base if fraction is None else min(1.0, base + (0.3 if stage == "place" else 0.6) * fraction)
 
+        from workbench.map.projection import ProjectionCancelled
+
         try:
             self.map.status.value = "UMAP computing (the first run in a kernel also compiles numba: about a minute)"
-            # in another process when in the background: the kernel keeps its GIL for the panel
-            self.workspace.compute_projection(progress=progress, subprocess=threading.current_thread() is not threading.main_thread(),
-                                              **self.projection_params)
+            if threading.current_thread() is not threading.main_thread():
+                # in the background: another process computes it (the kernel keeps its GIL for the
+                # panel); this thread polls its progress
+                self.umap_job = self.workspace.start_projection(**self.projection_params)
+                self.map.cancel_btn.layout.visibility = "visible"
+                self.umap_job.wait(progress=progress)
+            else:
+                self.workspace.compute_projection(progress=progress, **self.projection_params)
             data = self.workspace.map_data(self.max_points, projection="umap", **self.projection_params)
             self.map.set_data(data, self.workspace.kept_mask(), self._scores())
             self.map.status.value = ""
+        except ProjectionCancelled:
+            self.map.status.value = "UMAP cancelled: the quick view stays"
         except Exception as exc:  # noqa: BLE001 - the quick view stays; say why UMAP is missing
             self.map.status.value = f"<span style='color:#b00'>UMAP failed: {html.escape(str(exc))}</span>"
         finally:
             bar.layout.visibility = "hidden"
+            self.map.cancel_btn.layout.visibility = "hidden"
+
+    def cancel_map(self) -> bool:
+        """Stop a background UMAP (the quick view stays); True when one was running."""
+        job = self.umap_job
+        if job is None:
+            return False
+        stopped = job.cancel()
+        if self.umap_thread is not None:
+            self.umap_thread.join(10)
+        return stopped
 
     def wait_for_map(self, timeout: float | None = None) -> bool:
         """Block until a background UMAP is drawn (for scripts and tests)."""
@@ -195,7 +209,7 @@ class Workbench:
     def train_probe(self, name: str) -> None:
         def go():
             probe, path, col = self.workspace.train_probe(name, progress=self.progress_callback())
-            self.workspace.add_rule({"head": str(path), "below": 0.5, "name": f"probe {name} < 0.5"})
+            self.workspace.add_probe_rule(name)
             cv = probe.cv
             pr = "" if cv.get("precision") is None else f" (cross-validated precision {cv['precision']:.2f}, recall {cv['recall']:.2f})"
             return pr

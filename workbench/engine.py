@@ -10,7 +10,7 @@ on the engine or the worker count, so every engine gives byte-identical outputs.
 its exception is raised here (a :class:`~workbench.errors.WorkbenchError` keeps its file and row).
 
 Task functions are module-level functions and tasks are picklable values. A
-:class:`~workbench.collection.Collection` pickles as its path and open options: a worker reopens
+:class:`~workbench.io.collection.Collection` pickles as its path and open options: a worker reopens
 it (headers only) and checks its fingerprint, so a source that changed mid-run is an error.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from typing import Callable, Iterable, Iterator
 
-from .errors import EngineError, WorkbenchError
+from workbench.errors import EngineError, WorkbenchError
 
 ENGINES = ("local", "ray")
 

@@ -55,6 +55,39 @@ class IncompleteError(WriteError):
     their final names, the rest is not; running the same command again resumes."""
 
 
+class ModelMismatchError(WorkbenchError):
+    """Embeddings of the wrong width (or shape) were given to a head."""
+
+
+class HeadFileError(WorkbenchError):
+    """A head's weight file is missing, truncated, or not what it should be."""
+
+
+class BundleError(WorkbenchError):
+    """A TensorFlow tensor bundle (index or data shard) is missing, truncated or malformed."""
+
+
+class PromptError(WorkbenchError):
+    """A prompt that cannot be turned into a vector for this collection."""
+
+
+class ProjectionCancelled(WorkbenchError):
+    """A projection job was cancelled before it finished (nothing of it was cached)."""
+
+
+class ConfigError(WorkbenchError, ValueError):
+    """A function was given an argument it cannot use (an unknown name, a value out of range). It is
+    a ValueError too, so callers that catch ValueError keep working."""
+
+
+class ArgumentTypeError(WorkbenchError, TypeError):
+    """A function was given an argument of a type it cannot use. It is a TypeError too."""
+
+
+class RowRangeError(WorkbenchError, IndexError):
+    """A row id outside the collection. It is an IndexError too."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of another library's error message, printable (a parquet or zip reader's
     message may quote the damaged bytes), for a one-line error of ours."""

@@ -1,0 +1,78 @@
+"""``workbench apply | score``: applying a recipe (and writing what it keeps), computing score columns."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from workbench.cli.common import (EXIT_OK, encoder_from_args, load_recipe, open_from_args, recipe_text,
+                                  show_progress)
+from workbench.errors import WorkbenchError
+
+
+def cmd_apply(args) -> int:
+    from workbench.curation.apply import apply_and_export
+    from workbench.engine import make_engine
+    from workbench.export.rowsfile import parse_formats
+    from workbench.io.staging import check_destination
+
+    t0 = time.perf_counter()
+    recipe = load_recipe(args.recipe)  # a bad recipe fails here, before anything is opened or computed
+    if args.dst and args.out and args.dst != args.out:
+        raise WorkbenchError("give the destination once: DST or --out")
+    dst = args.out or args.dst
+    if not args.dry_run and not dst:
+        raise WorkbenchError("give DST to write the selected rows, or --dry-run to count only")
+    if args.dry_run and dst:
+        raise WorkbenchError("--dry-run writes nothing: leave out DST")
+    formats = parse_formats(args.format)
+    c = open_from_args(args)
+    if dst:
+        check_destination(dst, c.source_paths, keep=False)  # inside the source, unwritable: before any work
+    with make_engine(args.engine, args.workers, args.address) as engine:
+        res = apply_and_export(c, recipe, dst, formats=formats, encoder=encoder_from_args(args, c),
+                               cache=not args.no_cache, device=args.device, recipe_text=recipe_text(args.recipe),
+                               reasons=args.reasons, rows_per_shard=args.rows_per_shard,
+                               samples_per_tar=args.samples_per_tar, engine=engine, progress=show_progress(args),
+                               warn=lambda w: print(f"warning: {w}", file=sys.stderr))
+    out = {**res["report"], "seconds": round(time.perf_counter() - t0, 3)}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        _print_apply(out)
+    return EXIT_OK
+
+
+def _print_apply(out: dict) -> None:
+    print(f"{out['recipe']}: {out['kept']:,} of {out['rows']:,} rows kept, {out['removed']:,} removed")
+    w = max([len(r["rule"]) for r in out["rules"]] + [4])
+    print(f"  {'rule':<{w}}  {'alone':>10}  {'in order':>10}  {'remaining':>10}")
+    for r in out["rules"]:
+        print(f"  {r['rule']:<{w}}  {r['removed_alone']:>10,}  {r['removed_in_order']:>10,}  {r['remaining']:>10,}")
+    if out["skipped_shards"]:
+        print(f"{len(out['skipped_shards'])} broken shard(s) skipped (listed above and in the manifest)")
+    if "out" not in out:
+        return
+    if out["already_complete"]:
+        print(f"{out['out']} already holds this export (manifest.json); nothing to do")
+    else:
+        resumed = f" ({out['resumed_parts']} of {out['parts']} parts from an earlier run)" if out["resumed_parts"] else ""
+        print(f"wrote {out['kept']:,} rows to {out['out']} as {', '.join(out['formats'])}{resumed}")
+    wds = out["outputs"].get("webdataset")
+    if wds and wds.get("no_image"):
+        print(f"  webdataset: {wds['samples']:,} samples; {wds['no_image']:,} kept rows have no image in the source "
+              "(status no_image in the tars' parquet)")
+
+
+def cmd_score(args) -> int:
+    from workbench.curation.apply import score_columns
+    from workbench.engine import make_engine
+
+    c = open_from_args(args)
+    with make_engine(args.engine, args.workers, args.address) as engine:
+        out = score_columns(c, prompts=args.prompt or [], prompt_embeddings=args.prompt_embedding or [],
+                            heads=args.head or [], zero_shot=args.zero_shot or [], language=args.language,
+                            similarity=args.similarity, encoder=encoder_from_args(args, c), device=args.device,
+                            cache=not args.no_cache, progress=args.progress, engine=engine, out=args.out)
+    print(json.dumps(out) if args.json else json.dumps(out, indent=2))
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""Curation: recipes (declarative rules), selections with a removal reason per row, live counts, the notebook's workspace."""

@@ -1,0 +1,1 @@
+"""Reading: shard layouts, memory-mapped arrays, the Collection, validation, the write protocol and verification, images."""

@@ -1,0 +1,87 @@
+"""The numba kernels behind :mod:`workbench.io.kernels` (imported lazily: numba costs ~0.5 s to import).
+
+Module-level functions, so numba caches their machine code on disk and later processes load it.
+"""
+import numba as nb
+import numpy as np
+
+MAGIC = np.float32(2.0**112)  # (h & 0x7fff) << 13 read as float32, times 2^112, is the fp16 value
+_OPTS = dict(nogil=True, cache=True, boundscheck=False, fastmath={"reassoc", "contract", "nsz", "arcp"})
+
+
+@nb.njit(**_OPTS)
+def _load_row(u, i, f, bits):
+    """Unpack row i of fp16 bits into f (float32, exact); returns (finite, norm)."""
+    bad = 0
+    for j in range(u.shape[1]):
+        h = np.uint32(u[i, j])
+        bits[j] = ((h & np.uint32(0x8000)) << np.uint32(16)) | ((h & np.uint32(0x7FFF)) << np.uint32(13))
+        bad += (h & np.uint32(0x7C00)) == np.uint32(0x7C00)  # exponent all ones: inf or NaN
+    ss = 0.0
+    for j in range(u.shape[1]):
+        f[j] = f[j] * MAGIC
+        ss += np.float64(f[j]) * np.float64(f[j])
+    return bad == 0, np.sqrt(ss)
+
+
+@nb.njit(**_OPTS)
+def stats_f16(u, total, norms, finite):
+    d = u.shape[1]
+    bits = np.empty(d, np.uint32)
+    f = bits.view(np.float32)
+    for i in range(u.shape[0]):
+        ok, nrm = _load_row(u, i, f, bits)
+        finite[i] = ok
+        norms[i] = nrm if ok else np.nan
+        if ok and nrm > 1e-12:
+            inv = 1.0 / nrm
+            for j in range(d):
+                total[j] += np.float64(f[j]) * inv
+
+
+@nb.njit(**_OPTS)
+def normalize_f16(u, out, valid):
+    d = u.shape[1]
+    bits = np.empty(d, np.uint32)
+    f = bits.view(np.float32)
+    for i in range(u.shape[0]):
+        ok, nrm = _load_row(u, i, f, bits)
+        ok = ok and nrm > 1e-12
+        valid[i] = ok
+        if ok:
+            inv = 1.0 / nrm
+            for j in range(d):
+                out[i, j] = np.float32(np.float64(f[j]) * inv)
+        else:
+            for j in range(d):
+                out[i, j] = 0.0
+
+
+@nb.njit(**_OPTS)
+def set_bit_bounds(packed, v, bit, lo, lo_incl, hi, hi_incl):
+    """Set bit `bit` of packed[r] where v[r] fails the bounds (NaN bounds are absent; NaN values fail)."""
+    mask = np.uint16(1) << np.uint16(bit)
+    keep_bits = ~mask
+    for r in range(v.shape[0]):
+        x = v[r]
+        ok = x == x
+        if ok and lo == lo:
+            ok = x >= lo if lo_incl else x > lo
+        if ok and hi == hi:
+            ok = x <= hi if hi_incl else x < hi
+        packed[r] = (packed[r] & keep_bits) | (np.uint16(0) if ok else mask)
+
+
+@nb.njit(**_OPTS)
+def live_counts(packed, bins, others_mask, by_value, hist_all, hist_kept):
+    """One pass: how many rows carry each fail-bit pattern (k <= 16 rules), and the histogram (bin
+    index per row, >= n_bins = no value) of all rows and of rows that no rule in `others_mask` removes."""
+    nb_ = hist_all.shape[0]
+    for r in range(packed.shape[0]):
+        p = packed[r]
+        by_value[p] += 1
+        b = bins[r]
+        if b < nb_:
+            hist_all[b] += 1
+            if (p & others_mask) == 0:
+                hist_kept[b] += 1

@@ -1,0 +1,1 @@
+"""The map: UMAP projection of the embeddings and k-means clusters with caption-word labels."""

@@ -1,0 +1,1 @@
+"""Models: CLIP encoders (open_clip), detector heads, prompt embeddings, linear probes."""

@@ -1,0 +1,1 @@
+"""Scoring: score columns per row (scorers, the compute engine, the score cache), dedup, neighbours, faiss indexes."""
