@@ -72,14 +72,9 @@ class Live:
 
     @classmethod
     def from_collection(cls, collection, recipe: Recipe, encoder=None, progress: bool = False, bins: int = BINS) -> "Live":
-        from workbench.curation.apply import recipe_scorers
-        from workbench.scoring.compute import compute
+        from workbench.curation.columns import recipe_frame
 
-        lf = collection.metadata
-        scorers = recipe_scorers(collection, recipe, encoder)
-        if scorers:
-            lf = collection.guard_reads(  # a damaged metadata file is named, as in scoring.apply
-                pl.concat([lf, compute(collection, scorers, progress=progress).frame.drop(ROW)], how="horizontal"))
+        lf, _ = recipe_frame(collection, recipe, encoder, progress=progress)
         cols = sorted(recipe.columns() | {ROW})
         return cls(lf.select(cols).collect(), recipe, bins)
 

@@ -277,9 +277,9 @@ class Recipe:
             import yaml
 
             text = yaml.safe_dump(d, sort_keys=False, allow_unicode=True)
-        tmp = path.with_name(path.name + ".partial")
-        tmp.write_text(text)
-        tmp.replace(path)
+        from workbench.io.files import write_text_atomic
+
+        write_text_atomic(path, text)
 
     def columns(self) -> set[str]:
         out: set[str] = set()

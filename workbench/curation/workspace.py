@@ -82,8 +82,7 @@ class Workspace:
 
     def _ensure_columns(self, recipe: Recipe, progress=None) -> None:
         """Load (metadata) or compute (scores) the columns `recipe` reads that the frame lacks."""
-        from workbench.curation.apply import recipe_scorers
-        from workbench.scoring.compute import compute
+        from workbench.curation.columns import recipe_frame
 
         have = set(self.frame.columns)
         missing = recipe.columns() - have
@@ -93,12 +92,11 @@ class Workspace:
         from_meta = sorted(missing & meta)
         if from_meta:
             self._add_columns(self.collection.metadata.select(ROW, *from_meta).collect())
-        scorers = [s for s in recipe_scorers(self.collection, recipe, self.encoder, self.device)
-                   if set(s.schema) - set(self.frame.columns)]
-        if scorers:
-            res = compute(self.collection, scorers, cache=self.cache, progress=progress or False)
-            new = res.collect()
-            self._add_columns(new.select(ROW, *[c for c in new.columns if c not in self.frame.columns]))
+        lf, report = recipe_frame(self.collection, recipe, self.encoder, cache=self.cache, progress=progress,
+                                  device=self.device, skip=set(self.frame.columns))
+        if report:  # scores computed (or read from cache): add the new ones
+            new = [c for c in lf.collect_schema().names() if c not in meta and c not in self.frame.columns]
+            self._add_columns(lf.select(ROW, *new).collect())
         still = sorted(recipe.columns() - set(self.frame.columns))
         if still:
             raise WorkbenchError(f"the recipe needs column(s) {still}, which this collection lacks", self.collection.path)
