@@ -1,6 +1,6 @@
 """Real-browser harness: JupyterLab on 127.0.0.1 + headless Debian chromium driven by playwright.
 
-Used by tests/test_browser.py (and later by the browser benchmark). Nothing here downloads a
+Used by tests/widgets/test_browser.py (and later by the browser benchmark). Nothing here downloads a
 browser: playwright only drives the system chromium (``/usr/bin/chromium`` or $WORKBENCH_CHROMIUM).
 
 Pieces

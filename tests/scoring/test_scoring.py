@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 import workbench
-from tests.conftest import make_embeddings, unit_rows
+from conftest import make_embeddings, unit_rows
 from workbench.engine import make_engine
 from workbench.models.heads import ModelMismatchError, head
 from workbench.demo.textencoder import DemoText

@@ -2,7 +2,7 @@
 import polars as pl
 
 import workbench
-from tests.conftest import make_embeddings
+from conftest import make_embeddings
 from workbench.curation.columns import recipe_frame
 from workbench.curation.recipe import Recipe
 

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import workbench
-from tests.conftest import unit_rows
+from conftest import unit_rows
 from workbench.scoring.scorers import ChunkView, LanguageScorer, dots
 from workbench.curation.recipe import Recipe
 from workbench.curation.apply import apply

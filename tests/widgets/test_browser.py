@@ -13,7 +13,7 @@ from pathlib import Path
 # Loaded as a plugin (not imported here first) so that pytest rewrites its asserts.
 pytest_plugins = ["browser"]
 
-QUICKSTART = Path(__file__).resolve().parents[1] / "notebooks" / "01_quickstart.ipynb"
+QUICKSTART = Path(__file__).resolve().parents[2] / "notebooks" / "01_quickstart.ipynb"
 
 # The demo world the notebook builds (it reads WORKBENCH_DEMO_DIR / WORKBENCH_DEMO_ROWS).
 DEMO_ROWS = 100_000

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 import workbench
-from tests.conftest import SHARED, make_embeddings, unit_rows
+from conftest import SHARED, make_embeddings, unit_rows
 from workbench.models.heads import ModelMismatchError
 from workbench.demo.textencoder import DemoText
 from workbench.models.prompts import (PromptError, laion400m_prompts, laion400m_rule, load_prompt_embedding,

@@ -24,7 +24,7 @@ from conftest import make_embeddings
 from workbench.curation.recipe import MAX_RULES, Recipe, evaluate
 from workbench.export.exporter import write_subset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # -- verify: malformed manifests and paths that leave the folder --------------------------------------

@@ -4,7 +4,7 @@ import os
 import polars as pl
 
 import workbench
-from tests.conftest import make_embeddings
+from conftest import make_embeddings
 from workbench.scoring.scorecache import ScoreCache, cache_root, shard_stamp, spec_key
 
 

@@ -17,7 +17,7 @@ from conftest import IMAGES, make_datacomp, make_embeddings, make_webdataset, st
 import workbench
 from workbench.cli.main import REMOVED, main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _recipe(tmp_path, rules: str, name="r.yaml") -> Path:

@@ -27,7 +27,7 @@ from workbench.demo.build import (
 from workbench.errors import WriteError
 from workbench.io.verify import verify
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ROWS, RPS = 12_000, 5_000  # 3 shards (5k, 5k, 2k) over 2 generation blocks of 10k
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-CLI = Path(__file__).resolve().parents[1] / "workbench" / "cli"
+CLI = Path(__file__).resolve().parents[2] / "workbench" / "cli"
 
 VERBS = {
     "collections.py": {"cmd_info", "cmd_validate", "cmd_verify", "cmd_demo"},

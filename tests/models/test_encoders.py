@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tests.conftest import IMAGES, REPO, image_files
+from conftest import IMAGES, REPO, image_files
 from workbench.models.encoders import (CheckpointError, EncoderError, check_identity, load_encoder,
                                 normalise_model_name, parse_model_spec)
 from workbench.errors import WorkbenchError
