@@ -9,7 +9,8 @@ from conftest import stop_after, make_datacomp, make_embeddings, make_webdataset
 import workbench
 from workbench.engine import LocalEngine
 from workbench.errors import IncompleteError, WorkbenchError, WriteError
-from workbench.export.exporter import FORMATS, cut_parts, export, uid_pairs
+from workbench.export.exporter import FORMATS, export
+from workbench.export.formats import cut_parts, uid_pairs
 from workbench.io.verify import verify
 
 
@@ -109,7 +110,7 @@ def test_a_different_plan_is_refused(tmp_path):
 
 
 def test_a_failing_part_keeps_finished_parts_and_no_partial_file(tmp_path, monkeypatch):
-    import workbench.export.exporter as ex
+    import workbench.export.formats as ex
 
     src = workbench.open_collection(make_embeddings(tmp_path / "src", rows=(30, 30)))
     real = ex.write_laion_part

@@ -9,7 +9,7 @@ part is one task (in this process, a local pool or Ray: :mod:`workbench.engine`)
 images, encodes them and their captions in batches, and writes one shard: ``img_emb`` and
 ``text_emb`` (L2-normalised float16), ``metadata`` (key, caption, image_path, member, width,
 height, similarity, status, error, and url/uid/... when the source has them). A part is written and
-journalled like an export part (:func:`workbench.export.exporter.staged_task`), so a stopped run resumes
+journalled like an export part (:func:`workbench.io.staging.staged_task`), so a stopped run resumes
 shard by shard, and ``manifest.json`` (the model identity, the source, the counts) comes last.
 
 Bad images never stop a run. Each is recorded with its status (``not_an_image``, ``missing``,

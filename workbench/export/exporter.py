@@ -30,19 +30,14 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from workbench.errors import ConfigError, IncompleteError, ShardError, WorkbenchError, WriteError, first_line
-from workbench.io.staging import (_HashingFile, begin_plan, check_destination, journal, locked_write,  # noqa: F401 - re-exported
-                      staged_task, write_manifest, write_parquet)
-from workbench.export.source import source_rows_table
+from workbench.errors import ConfigError, IncompleteError, ShardError, WorkbenchError, WriteError
+from workbench.io.staging import begin_plan, check_destination, journal, locked_write, staged_task, write_manifest  # noqa: F401
+from workbench.export.formats import Part, cut_parts, run_part
 from workbench.io.progress import progress_bar
-from workbench.io.writer import MANIFEST_FORMAT, MANIFEST_VERSION, _conform, _npy_header, shard_name
+from workbench.io.writer import MANIFEST_FORMAT, MANIFEST_VERSION, shard_name
 
 FORMATS = ("laion", "webdataset", "img2dataset", "datacomp")
 OUTPUT_DIRS = ("img_emb", "text_emb", "metadata", "webdataset", "img2dataset", "datacomp")
@@ -51,8 +46,6 @@ OUTPUT_DIRS = ("img_emb", "text_emb", "metadata", "webdataset", "img2dataset", "
 # collection of its removed rows. `extras` paths are placed inside it.
 SIDECARS = "sidecars"
 REMOVED_ROWS = f"{SIDECARS}/removed.parquet"  # every source row not written, and why (row, reason)
-GATHER_ROWS = 65_536
-META_ROW_GROUP = 131_072
 
 
 def sidecar_path(name: str, dst=None) -> str:
@@ -62,30 +55,6 @@ def sidecar_path(name: str, dst=None) -> str:
     if not parts or rel.startswith("/") or ".." in parts:
         raise WriteError(f"invalid sidecar path {name!r}", dst)
     return rel if parts[0] == SIDECARS else f"{SIDECARS}/{rel}"
-
-
-@dataclass(frozen=True)
-class Piece:
-    """Rows of one source shard (local indices, sorted) that a part takes, in order."""
-
-    shard: int
-    rows: np.ndarray
-
-
-@dataclass(frozen=True)
-class Part:
-    fmt: str
-    number: int
-    first: int  # position of the part's first row among all kept rows
-    pieces: tuple[Piece, ...]
-
-    @property
-    def rows(self) -> int:
-        return sum(len(p.rows) for p in self.pieces)
-
-    @property
-    def task_id(self) -> str:
-        return f"{self.fmt}-{self.number:06d}"
 
 
 @dataclass
@@ -138,185 +107,12 @@ def _kept_per_shard(collection, rows, counts=None) -> list[np.ndarray]:
     return [selected[bounds[i]:bounds[i + 1]] - collection.offsets[i] for i in range(len(collection.shards))]
 
 
-def cut_parts(fmt: str, kept: list[np.ndarray], size: int) -> list[Part]:
-    """The kept rows, in source order, cut into parts of `size` rows (the last one shorter)."""
-    parts, pieces, have, number, first = [], [], 0, 0, 0
-    for shard, local in enumerate(kept):
-        start = 0
-        while start < len(local):
-            take = min(size - have, len(local) - start)
-            pieces.append(Piece(shard, local[start:start + take]))
-            have += take
-            start += take
-            if have == size:
-                parts.append(Part(fmt, number, first, tuple(pieces)))
-                number, first, pieces, have = number + 1, first + have, [], 0
-    if have:
-        parts.append(Part(fmt, number, first, tuple(pieces)))
-    return parts
-
-
 def _selection_digest(kept: list[np.ndarray]) -> str:
     h = hashlib.sha256()
     for i, local in enumerate(kept):
         h.update(f"|{i}:{len(local)}|".encode())
         h.update(np.ascontiguousarray(local, dtype="<i8").tobytes())
     return h.hexdigest()
-
-
-# -- the formats -----------------------------------------------------------------------------------
-class _RowReader:
-    """Rows of one stored array by local index (sorted). Where the rows are dense enough, the byte
-    range that holds them is read with one read() into a reused buffer and gathered in memory:
-    reading a page-cached file is several times faster than faulting in a memory map page by page."""
-
-    SPARSE = 4  # read the span when it is at most this many times the bytes of the rows it holds
-
-    def __init__(self, collection, shard: int, kind: str):
-        self.collection, self.shard, self.kind = collection, shard, kind
-        self.info = collection.shards[shard].image if kind == "image" else collection.shards[shard].text
-        self.row_bytes = self.info.dim * self.info.dtype.itemsize
-        self._file = None
-        self._buf = np.empty(0, np.uint8)
-
-    def take(self, rows: np.ndarray) -> np.ndarray:
-        lo, hi = int(rows[0]), int(rows[-1]) + 1
-        span = (hi - lo) * self.row_bytes
-        if not self.info.mappable or span > self.SPARSE * len(rows) * self.row_bytes:
-            return np.asarray(self.collection.embeddings(self.shard, self.kind)[rows])
-        if self._file is None:
-            self._file = open(self.info.path, "rb", buffering=0)
-        if len(self._buf) < span:
-            self._buf = np.empty(span, np.uint8)
-        mv = memoryview(self._buf)[:span]
-        self._file.seek(self.info.data_offset + lo * self.row_bytes)
-        got = 0
-        while got < span:
-            k = self._file.readinto(mv[got:])
-            if not k:
-                raise ShardError(f"ends at byte {self.info.data_offset + lo * self.row_bytes + got}: the file is shorter "
-                                 "than its header says (changed since it was opened?)", self.info.path)
-            got += k
-        block = self._buf[:span].view(self.info.dtype).reshape(hi - lo, self.info.dim)
-        return block[rows - lo]
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-
-
-def _write_npy(collection, part: Part, kind: str, path: Path, dim: int, dtype: np.dtype) -> dict:
-    out = _HashingFile(path)
-    try:
-        out.write(_npy_header((part.rows, dim), dtype))
-        for piece in part.pieces:
-            reader = _RowReader(collection, piece.shard, kind)
-            try:
-                for a in range(0, len(piece.rows), GATHER_ROWS):
-                    block = reader.take(piece.rows[a:a + GATHER_ROWS])
-                    out.write(np.ascontiguousarray(block, dtype=dtype))
-            finally:
-                reader.close()
-    except BaseException:
-        out.abort()
-        raise
-    return out.close()
-
-
-def write_laion_part(collection, part: Part, tmp: Path, options: dict) -> list[dict]:
-    """One shard of the LAION layout: img_emb/text_emb rows byte-identical to the source, and the
-    metadata rows with the source's columns (conformed to the first kept shard's schema)."""
-    name = shard_name(part.number, options["padding"])
-    files = []
-    for kind, folder in (("image", "img_emb"), ("text", "text_emb")):
-        if options["kinds"][kind]:
-            rel = f"{folder}/{folder}_{name}.npy"
-            (tmp / folder).mkdir(parents=True, exist_ok=True)
-            info = _write_npy(collection, part, kind, tmp / rel, options["dim"], np.dtype(options["dtype"]))
-            files.append({"path": rel, "rows": part.rows, **info})
-    if options["schema"] is not None:
-        rel = f"metadata/metadata_{name}.parquet"
-        (tmp / "metadata").mkdir(parents=True, exist_ok=True)
-        schema = options["schema"]
-        tables = [_conform(source_rows_table(collection, p.shard, p.rows), schema, collection.shards[p.shard].metadata)
-                  for p in part.pieces]
-        table = pa.concat_tables(tables) if tables else schema.empty_table()
-        write_parquet(table, tmp / rel, row_group_size=META_ROW_GROUP)
-        files.append({"path": rel, "rows": part.rows})
-    return files
-
-
-def write_img2dataset_part(collection, part: Part, tmp: Path, options: dict) -> list[dict]:
-    """An img2dataset input list: url, caption (the canonical columns) and the source row id."""
-    canon = collection.canonical
-    url, caption = canon.get("url"), canon.get("caption")
-    cols = [c for c in (url, caption) if c is not None]
-    urls, caps, rows = [], [], []
-    for p in part.pieces:
-        t = source_rows_table(collection, p.shard, p.rows, cols)
-        urls.append(t.column(url).cast(pa.string()))
-        caps.append(t.column(caption).cast(pa.string()) if caption else pa.nulls(t.num_rows, pa.string()))
-        rows.append(pa.array(p.rows + int(collection.offsets[p.shard]), pa.int64()))
-    table = pa.table({
-        "url": pa.chunked_array(urls, pa.string()),
-        "caption": pa.chunked_array(caps, pa.string()),
-        "row": pa.chunked_array(rows, pa.int64()),
-    })
-    rel = f"img2dataset/{part.number:05d}.parquet"
-    (tmp / "img2dataset").mkdir(parents=True, exist_ok=True)
-    write_parquet(table, tmp / rel, row_group_size=META_ROW_GROUP)
-    return [{"path": rel, "rows": part.rows}]
-
-
-def uid_pairs(uids) -> np.ndarray:
-    """128-bit hex uids -> DataComp's ``np.dtype("u8,u8")`` pairs (high, low 64 bits)."""
-    out = np.empty(len(uids), np.dtype("u8,u8"))
-    for i, u in enumerate(uids):
-        if u is None or len(u) != 32:
-            raise ConfigError(f"uid {u!r} is not 32 hex digits")
-        out[i] = (int(u[:16], 16), int(u[16:], 16))
-    return out
-
-
-def write_datacomp_part(collection, part: Part, tmp: Path, options: dict) -> list[dict]:
-    """DataComp's subset file: the kept rows' uids, sorted, as ``np.dtype("u8,u8")``."""
-    col = collection.canonical.get("uid", "uid")
-    chunks = []
-    for p in part.pieces:
-        t = source_rows_table(collection, p.shard, p.rows, [col])
-        try:
-            chunks.append(uid_pairs(t.column(col).to_pylist()))
-        except ValueError as exc:
-            raise ShardError(f"column {col!r}: {exc}", collection.shards[p.shard].metadata) from None
-    uids = np.concatenate(chunks) if chunks else np.zeros(0, np.dtype("u8,u8"))
-    uids = np.unique(uids)  # sorted; a subset is a set of uids (a row picked twice is listed once)
-    rel = "datacomp/uids.npy"
-    (tmp / "datacomp").mkdir(parents=True, exist_ok=True)
-    with open(tmp / rel, "wb") as f:
-        np.save(f, uids, allow_pickle=False)
-    return [{"path": rel, "rows": len(uids)}]
-
-
-def _webdataset_writer():
-    from workbench.export.wdsexport import write_webdataset_part
-
-    return write_webdataset_part
-
-
-WRITERS: dict[str, Callable] = {
-    "laion": write_laion_part,
-    "img2dataset": write_img2dataset_part,
-    "datacomp": write_datacomp_part,
-}
-
-
-# -- the task ------------------------------------------------------------------------------------
-def run_part(task: tuple) -> dict:
-    """Write one part into staging, publish its files under their final names, journal it."""
-    collection, dst, part, options = task
-    writer = _webdataset_writer() if part.fmt == "webdataset" else WRITERS[part.fmt]
-    return staged_task(dst, part.task_id, lambda tmp: writer(collection, part, tmp, options),
-                       {"rows": part.rows}, f"part {part.number} ({part.fmt})")
 
 
 # -- the export ----------------------------------------------------------------------------------
@@ -647,7 +443,7 @@ def _manifest(collection, dst: Path, parts, records, formats, rows_per_shard, pa
 
 
 # -- the one-call form: a subset in the LAION layout -------------------------------------------
-def as_rows(collection: Collection, rows) -> np.ndarray:
+def as_rows(collection, rows) -> np.ndarray:
     """Sorted unique global row ids from ids or a boolean mask over the whole collection."""
     if rows is None:
         return np.arange(len(collection), dtype=np.int64)
@@ -662,7 +458,7 @@ def as_rows(collection: Collection, rows) -> np.ndarray:
 
 
 def write_subset(
-    collection: Collection,
+    collection,
     dst: str | Path,
     rows=None,
     *,
