@@ -59,8 +59,30 @@ class ModelMismatchError(WorkbenchError):
     """Embeddings of the wrong width (or shape) were given to a head."""
 
 
+class EncoderError(WorkbenchError):
+    """A model could not be built or its weights could not be obtained."""
+
+
+class CheckpointError(EncoderError):
+    """A checkpoint file is missing, truncated, not a checkpoint, or unsafe to load."""
+
+
 class HeadFileError(WorkbenchError):
     """A head's weight file is missing, truncated, or not what it should be."""
+
+
+class HeadFetchError(HeadFileError):
+    """A head file is not in the heads folder and could not be fetched (offline, no network, a mirror
+    without it); the message says which file to place where, and its upstream address."""
+
+
+class HeadChecksumError(HeadFileError):
+    """A fetched head file's size or sha256 differs from its pinned value: it was refused and nothing
+    of it was kept."""
+
+
+class UnsafePickleError(HeadFileError):
+    """A pickle named something other than what rebuilds a numpy array: refused before any of it ran."""
 
 
 class BundleError(WorkbenchError):

@@ -187,6 +187,9 @@ def test_score_verb(demo_world, tmp_path):
     assert pl.read_parquet(tmp_path / "s.parquet").height == 6000
     rc, out, err = run("score", demo_world, "--prompt", "a cat", "--json", "--out", tmp_path / "p.parquet")
     assert rc == 0 and "removed_rows_file" not in json.loads(out), err
+    rc, out, err = run("score", demo_world, "--prompt", "a cat", "--progress")
+    assert rc == 0 and not out.lstrip().startswith("{"), out  # JSON only with --json
+    assert "prompt_0" in out and "mean" in out and "6,000 rows" in out and "scoring" in err, (out, err)
     rc, _, err = run("score", demo_world)
     assert rc == 2 and "nothing to score" in err
 
@@ -280,6 +283,17 @@ def test_map_verb_caches_the_projection(demo_world):
     assert lines[-1]["done"] is True
     rc, _, err = run("map", demo_world, "--sample", 1)
     assert rc == 2 and "sample" in err
+    rc, out, err = run("map", demo_world, "--sample", 900, "--n-epochs", 10, "--progress", "--json")
+    assert rc == 0 and json.loads(out)["report"]["computed"] == 3, err
+    assert "100%" in err and "umap" in err.lower(), err  # a bar per stage on stderr, JSON alone on stdout
+    rc, out, err = run("map", demo_world, "--sample", 900, "--n-epochs", 10, "--quiet", "--json")
+    assert rc == 0 and "%" not in err, err
+
+
+def test_index_verb_shows_progress(demo_world, tmp_path):
+    rc, out, err = run("index", demo_world, "--out", tmp_path / "i.index", "--factory", "Flat", "--json", "--progress")
+    assert rc == 0 and json.loads(out)["rows"] == 6000, err
+    assert "adding rows to the index" in err and "6.00k/6.00k" in err, err
 
 
 # -- apply at scale: faults ---------------------------------------------------------------------------
@@ -516,8 +530,9 @@ def test_mix_verb_from_a_proxy_task(demo_world, tmp_path):
     truth = load_ground_truth(demo_world).filter(pl.col("objects").list.len() == 1)
     truth.select("row", pl.col("objects").list.first().alias("class")).head(400).write_parquet(tmp_path / "held.parquet")
     rc, out, err = run("mix", demo_world, "--column", "similarity,punsafe", "--proxy", tmp_path / "held.parquet",
-                       "--steps", 20, "--out", tmp_path / "mix.parquet", "--json")
+                       "--steps", 20, "--out", tmp_path / "mix.parquet", "--json", "--progress")
     assert rc == 0, err
+    assert "20/20" in err and "FLYT steps" in err, err
     res = json.loads(out)
     assert res["method"] == "proxy" and res["weights"]["similarity"] > 0 and res["bias"] == 0
     assert res["proxy"]["heldout"] == 400 and res["proxy"]["check_loss_mix"] < res["proxy"]["check_loss_uniform"]

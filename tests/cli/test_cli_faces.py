@@ -16,6 +16,7 @@ VERBS = {
     "write.py": {"cmd_export", "cmd_embed"},
     "papers.py": {"cmd_sample", "cmd_pairs", "cmd_audit", "cmd_mix"},
     "search.py": {"cmd_neighbors", "cmd_index", "cmd_map"},
+    "fetch.py": {"cmd_fetch"},
 }
 ARGUMENT_HELPERS = {
     "common.py": {"open_from_args", "encoder_from_args", "tower_from_args", "show_progress", "load_recipe",
@@ -26,7 +27,7 @@ ARGUMENT_HELPERS = {
 }
 PRINTING_HELPERS = {
     "collections.py": {"_validate_json"},
-    "curate.py": {"_print_apply"},
+    "curate.py": {"_print_apply", "_print_score"},
     "write.py": {"_print_embed"},
     "papers.py": {"_print_audit", "_print_mix"},
     "search.py": {"_print_progress"},
@@ -62,9 +63,13 @@ def test_every_verb_of_the_parser_is_a_listed_verb():
     from workbench.cli import build_parser
 
     parser = build_parser()
-    sub = next(a for a in parser._actions if a.choices and isinstance(a.choices, dict))
-    funcs = {(f"{s.get_default('func').__module__.rsplit('.', 1)[1]}.py", s.get_default("func").__name__)
-             for s in sub.choices.values()}
+    def verbs(p):  # the (file, function) of every verb, through nested verbs (`heads fetch`)
+        sub = next((a for a in p._actions if a.choices and isinstance(a.choices, dict)), None)
+        for s in (sub.choices.values() if sub else ()):
+            f = s.get_default("func")
+            yield from verbs(s) if f is None else [(f"{f.__module__.rsplit('.', 1)[1]}.py", f.__name__)]
+
+    funcs = set(verbs(parser))
     listed = {(m, v) for m, verbs in VERBS.items() for v in verbs}
     assert funcs == listed
 

@@ -199,3 +199,13 @@ def test_register_refuses_a_taken_key():
     assert Again not in KINDS
     with pytest.raises(RecipeError, match="names its kind"):
         Rule.parse({"embedding_axis": 0, "min": 0})  # not registered outside its test
+
+
+def test_image_size_fails_a_row_with_a_missing_side():
+    """polars' min_horizontal skips nulls: a null width beside a passing height must still fail."""
+    frame = pl.DataFrame({"row": [0, 1, 2, 3, 4], "width": [None, 300.0, float("nan"), 300.0, 100.0],
+                          "height": [300.0, None, 300.0, 300.0, 300.0]})
+    for spec in ({"min_side": 200}, {"min_height": 200}, {"max_aspect": 4}):
+        recipe = Recipe.from_dict({"name": "size", "rules": [{"image_size": spec}]})
+        kept = evaluate(frame, recipe).kept_rows().tolist()
+        assert kept == ([3] if "min_side" in spec else [3, 4]), spec

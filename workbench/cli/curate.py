@@ -73,6 +73,29 @@ def cmd_score(args) -> int:
         out = score_columns(c, prompts=args.prompt or [], prompt_embeddings=args.prompt_embedding or [],
                             heads=args.head or [], zero_shot=args.zero_shot or [], language=args.language,
                             similarity=args.similarity, encoder=encoder_from_args(args, c), device=args.device,
-                            cache=not args.no_cache, progress=args.progress, engine=engine, out=args.out)
-    print(json.dumps(out) if args.json else json.dumps(out, indent=2))
+                            cache=not args.no_cache, progress=show_progress(args), engine=engine, out=args.out)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        _print_score(out)
     return EXIT_OK
+
+
+def _print_score(out: dict) -> None:
+    print(f"{out['source']}: {out['rows']:,} rows")
+    cols = out["columns"]
+    w = max([len(n) for n in cols] + [6])
+    print(f"  {'column':<{w}}  {'mean':>9}  {'p1':>9}  {'p50':>9}  {'p99':>9}  {'missing':>9}")
+    for name, st in cols.items():
+        missing = st["nulls"] + st.get("non_finite", 0)
+        if "values" in st:
+            top = ", ".join(f"{k} {v:,}" for k, v in list(st["values"].items())[:4])
+            print(f"  {name:<{w}}  {top}  (missing {missing:,})")
+        else:
+            nums = "  ".join(f"{st[k]:>9.4g}" if st[k] is not None else f"{'-':>9}" for k in ("mean", "p1", "p50", "p99"))
+            print(f"  {name:<{w}}  {nums}  {missing:>9,}")
+    caches = sorted({st["cache"] for st in cols.values() if st["cache"]})
+    if caches:
+        print("cached in " + ", ".join(caches))
+    if out.get("out"):
+        print(f"wrote row + {len(cols)} column(s) to {out['out']}")

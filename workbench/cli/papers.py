@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from workbench.cli.common import EXIT_OK, encoder_from_args, open_from_args
+from workbench.cli.common import EXIT_OK, encoder_from_args, open_from_args, show_progress
 
 
 def cmd_sample(args) -> int:
@@ -74,7 +74,7 @@ def cmd_mix(args) -> int:
     columns = [x.strip() for v in args.column for x in v.split(",") if x.strip()]
     mix, res = mix_collection(c, columns, args.out, labels=args.labels, proxy=args.proxy, template=args.template,
                               pool=args.pool, steps=args.steps, scores=args.scores, name=args.name, seed=args.seed,
-                              encoder=encoder_from_args(args, c))
+                              encoder=encoder_from_args(args, c), progress=show_progress(args))
     if args.json:
         print(json.dumps(res))
     else:

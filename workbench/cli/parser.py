@@ -7,6 +7,7 @@ import argparse
 
 import workbench.cli.collections as collections
 import workbench.cli.curate as curate
+import workbench.cli.fetch as fetch
 import workbench.cli.papers as papers
 import workbench.cli.search as search
 import workbench.cli.write as write
@@ -61,6 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=collections.cmd_verify)
+
+    s = sub.add_parser("fetch", help="download parts of a public release (laion400m, datacomp-small, datacomp-medium) or "
+                                     "of an http(s) clip-retrieval folder into DST; resumable; DST opens as a collection")
+    s.add_argument("source", help="a release name (laion400m, datacomp-small, datacomp-medium; see docs/real-data.md) or "
+                                  "an http(s):// base URL of a folder with img_emb/img_emb_<i>.npy [text_emb/, metadata/]")
+    s.add_argument("dst", help="the folder to fill (new, empty, or an unfinished fetch of the same source: resumed)")
+    s.add_argument("--parts", help="A-B (inclusive) or N; default: every part (a release's table or listing; for a URL, "
+                                   "parts 0.. counted by probing img_emb_<i>.npy until one is missing). "
+                                   "A LAION-400M part is about 2 GB, a DataComp small part about 3.2 GB")
+    s.add_argument("--retries", type=int, default=5, help="retries of a dropped connection per file, each resuming (5)")
+    s.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a connection counts as dropped (60)")
+    s.add_argument("--json", action="store_true", help="print one JSON object: source, dst, parts, files, bytes, rows")
+    s.add_argument("--progress", action="store_true", help="a progress bar even when stderr is not a terminal")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=fetch.cmd_fetch)
 
     s = sub.add_parser("demo", help="build (once) and open the SYNTHETIC demo world, and print its summary")
     s.add_argument("--out", default="demo_world", help="folder for the demo world (default: ./demo_world)")
@@ -175,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(s)
     s.add_argument("--out", required=True, help="the parquet to write: row + the new column")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--progress", action="store_true", help="a progress bar (--proxy steps) even when stderr is not a terminal")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=papers.cmd_mix)
 
     s = sub.add_parser("export", help="write listed rows (a row[, count] parquet, e.g. from sample) as shards; counts repeat rows")
@@ -200,9 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--language", action="store_true", help="caption language (fastText lid.176)")
     s.add_argument("--similarity", action="store_true", help="image-caption cosine from the embeddings")
     s.add_argument("--out", help="also write the columns (with row) to this parquet file")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print the summary as JSON (otherwise a table)")
     s.add_argument("--no-cache", action="store_true")
-    s.add_argument("--progress", action="store_true")
+    s.add_argument("--progress", action="store_true", help="a progress bar even when stderr is not a terminal")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     _model_args(s)
     _engine_args(s)
     s.set_defaults(func=curate.cmd_score)
@@ -228,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--memory-budget", default="2GB", help="size the index codes must fit in (e.g. 4GB)")
     s.add_argument("--factory", help="a faiss index_factory string instead of the automatic choice")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--progress", action="store_true")
+    s.add_argument("--progress", action="store_true", help="stages and a bar even when stderr is not a terminal")
+    s.add_argument("--quiet", action="store_true", help="no progress output")
     s.add_argument("--model", help="DataComp pools: b32 or l14")
     s.set_defaults(func=search.cmd_index)
 
@@ -244,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-epochs", type=int)
     s.add_argument("--json", action="store_true")
     s.add_argument("--progress-json", action="store_true", help="one JSON line per progress step (for the notebook)")
+    s.add_argument("--progress", action="store_true", help="a bar per stage even when stderr is not a terminal")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.add_argument("--model", help="DataComp pools: b32 or l14")
     s.set_defaults(func=search.cmd_map)
     return p

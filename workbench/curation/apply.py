@@ -11,46 +11,11 @@ from pathlib import Path
 
 import polars as pl
 
+from workbench.curation.columns import recipe_frame, recipe_scorers, scorer_for  # noqa: F401 - scorer_for re-exported
 from workbench.curation.recipe import column_ranges, evaluate, selection_warnings
 from workbench.errors import RecipeError, WorkbenchError
 from workbench.io.schema import ROW
 from workbench.scoring.compute import compute
-from workbench.curation.rules import kind_for_scorer
-from workbench.scoring.scorers import Scorer, SimilarityScorer
-
-
-# -- the scorers a recipe needs -----------------------------------------------------------------------------------------
-def scorer_for(request: dict, collection, encoder=None, base: Path | None = None, device: str = "auto") -> Scorer | None:
-    """The scorer behind a rule's score request (see :meth:`workbench.curation.recipe.Rule.score_requests`):
-    built by the rule kind whose :attr:`~workbench.curation.rules.base.RuleKind.scorer_names` name it;
-    None when nothing needs computing (a language column the metadata already has). The request
-    ``{"scorer": "similarity"}`` (no kind's: a recipe reading a similarity the metadata lacks) gives
-    the image-text cosine."""
-    if request["scorer"] == "similarity":
-        return SimilarityScorer(request.get("column", "similarity"))
-    kind = kind_for_scorer(request["scorer"])
-    if kind is None:
-        raise RecipeError(f"no scorer for {request['scorer']!r}")
-    return kind.scorer(request, collection, encoder, base, device)
-
-
-def recipe_scorers(collection, recipe, encoder=None, device: str = "auto") -> list[Scorer]:
-    """The scorers a recipe needs on this collection (none for columns the metadata already has),
-    each built by the kind of the rule that asks for it."""
-    have = set(collection.metadata.collect_schema().names())
-    base = getattr(recipe, "base", None)
-    out, seen = [], set()
-    for rule in recipe.rules:
-        for req in rule.score_requests():
-            col = req.get("column", req["scorer"])
-            if col not in seen:
-                seen.add(col)
-                scorer = rule.spec.scorer(req, collection, encoder, base, device)
-                if scorer is not None:
-                    out.append(scorer)
-    if "similarity" in recipe.columns() and "similarity" not in have and collection.has_text_embeddings:
-        out.append(scorer_for({"scorer": "similarity", "column": "similarity"}, collection, encoder, base, device))
-    return out
 
 
 def join_scores(lf, scores, where=None, columns=None) -> pl.LazyFrame:
@@ -111,11 +76,7 @@ def apply(collection, recipe, encoder=None, cache: bool = True, progress: bool =
     if missing:  # before any scoring work
         raise RecipeError(f"recipe {recipe.name!r} needs column(s) {missing}, which the data lacks "
                           f"(it has: {', '.join(sorted(have))})", collection.path)
-    report = {}
-    if scorers:
-        res = compute(collection, scorers, cache=cache, progress=progress, engine=engine)
-        lf = collection.guard_reads(pl.concat([lf, res.frame.drop(ROW)], how="horizontal"))  # a damaged file is named
-        report = res.report
+    lf, report = recipe_frame(collection, recipe, cache=cache, progress=progress, engine=engine, scorers=scorers)
     if scores is not None:  # keyed on row, in row order; duplicate row ids refused (see join_scores)
         lf = join_scores(lf, scores, columns=recipe.columns())
     needed = sorted(recipe.columns() | {ROW})
@@ -206,7 +167,7 @@ def score_columns(collection, prompts=(), prompt_embeddings=(), heads=(), zero_s
     from workbench.curation.rules.head import head_column
     from workbench.io.files import write_parquet_atomic
     from workbench.models.prompts import resolve_encoder
-    from workbench.scoring.scorers import HeadScorer, Laion400mScorer, LanguageScorer, PromptScorer, SafetyScorer
+    from workbench.scoring.scorers import HeadScorer, Laion400mScorer, LanguageScorer, PromptScorer, SafetyScorer, SimilarityScorer
 
     if not (prompts or prompt_embeddings or heads or zero_shot or language or similarity):
         raise WorkbenchError("nothing to score: give --prompt, --prompt-embedding, --head, --zero-shot, --language "

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +60,7 @@ from workbench.demo.textencoder import (CONCEPTS_NPY, MODEL_NAME, OFFSETS_NPY,  
 from workbench.demo.vocabulary import (CONCEPTS, GEOMETRY, LAION400M_NSFW_PROMPTS,  # noqa: F401  (re-exported)
                                        NSFW_SAFE_BELOW, OBJECTS, SCENES, STOPWORDS, STYLES, VOCABULARY)
 from workbench.errors import LayoutError, WriteError
+from workbench.io.progress import progress_bar
 
 _OWN_ENTRIES = {"img_emb", "text_emb", "metadata", "ground_truth", "world", ".staging"}
 
@@ -133,15 +133,14 @@ def build_demo_world(out: str | Path, rows: int = 100_000, seed: int = 0, rows_p
         return out
     builder = _Builder(rows, seed, dim)
     meta = _world_meta(rows, seed, rps, dim)
-    bar = _progress(rows, progress)
+    bar = progress_bar(progress, rows, "synthetic demo world", unit="rows", unit_scale=True)
     model = {"name": MODEL_NAME, "synthetic": True, "dim": dim,
              "note": "synthetic concept-space embeddings (workbench.demo.build), not a real CLIP model; "
                      "text prompts: workbench.demo.build.DemoTextEncoder"}
     try:
         _write_world(out, builder, meta, rps, params, model, bar)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     return out
 
 
@@ -166,8 +165,7 @@ def _write_world(out: Path, builder: "_Builder", meta: dict, rps: int, params: d
                 _write_truth(w, shard, full.slice(0, take))
                 rest = full.slice(take)
                 pending, pending_rows, shard = ([rest] if rest.num_rows else []), rest.num_rows, shard + 1
-            if bar is not None:
-                bar.update(len(img16))
+            bar.update(len(img16))
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
@@ -177,16 +175,6 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 
 def _write_truth(w, shard: int, table: pa.Table) -> None:
     w.write_extra(f"{TRUTH_DIR}/truth_{shard}.parquet", lambda p: pq.write_table(table, p))
-
-
-def _progress(total: int, on: bool):
-    if not on:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        return None
-    return tqdm(total=total, unit="rows", unit_scale=True, desc="synthetic demo world", file=sys.stderr)
 
 
 def load_ground_truth(world: str | Path) -> pl.DataFrame:

@@ -21,6 +21,7 @@ import mmh3
 import numpy as np
 
 from workbench.errors import LayoutError
+from workbench.io.kernels import unit_rows
 from workbench.models.prompts import register_text_encoder
 
 MODEL_NAME = "demo-synthetic"
@@ -33,9 +34,9 @@ _TOKEN = re.compile(r"[a-z0-9]+\+?")
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero). Row-wise only: independent of the batch."""
-    n = np.sqrt((x * x).sum(axis=-1, keepdims=True))
-    return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
+    """Rows scaled to unit L2 norm in their own dtype (zero rows stay zero). Row-wise only:
+    independent of the batch."""
+    return unit_rows(x, dtype=None)
 
 
 # ------------------------------------------------------------------------------------------------

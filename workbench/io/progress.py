@@ -16,7 +16,9 @@ and turns it into a bar with :func:`progress_bar`::
     bar.close()
 
 The bar always has ``update(n=1)`` and ``close()``; a silent one does nothing. (The map's staged
-``progress(stage, fraction)`` is a different protocol: see :mod:`workbench.map.projection`.)
+``progress(stage, fraction)`` is a different protocol, see :mod:`workbench.map.projection`;
+:func:`stage_progress` turns a caller's argument into such a callable, :class:`StageBars` showing
+one bar per stage.)
 """
 from __future__ import annotations
 
@@ -67,3 +69,40 @@ def progress_bar(progress, total: int, desc: str, unit: str = "it", initial: int
         return Silent()
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, unit_scale=unit_scale,
                 file=sys.stderr if file is None else file)
+
+
+class StageBars:
+    """A staged ``progress(stage, fraction)`` shown as one text bar per stage (0-100 %) on stderr;
+    a stage reported with no fraction is shown as started. :meth:`close` ends the last bar."""
+
+    def __init__(self, file=None):
+        self.file = sys.stderr if file is None else file
+        self.stage, self.bar = None, None
+
+    def __call__(self, stage, fraction=None) -> None:
+        if stage != self.stage:
+            self.close(finished=True)  # a new stage: the last one is over
+            from tqdm.auto import tqdm
+
+            self.stage = stage
+            self.bar = tqdm(total=100, desc=str(stage), unit="%", file=self.file,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}]")
+        if fraction is not None and self.bar is not None:
+            self.bar.n = round(100 * min(max(float(fraction), 0.0), 1.0))
+            self.bar.refresh()
+
+    def close(self, finished: bool = False) -> None:
+        if self.bar is not None:
+            if finished:
+                self.bar.n = 100
+                self.bar.refresh()
+            self.bar.close()
+        self.stage, self.bar = None, None
+
+
+def stage_progress(progress):
+    """The staged callable for a caller's `progress`: itself when callable, :class:`StageBars` for a
+    true value, else None."""
+    if callable(progress):
+        return progress
+    return StageBars() if progress else None

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from workbench.errors import ModelMismatchError
 from workbench.io.files import sha256_file  # noqa: F401  (re-exported: a checkpoint's identity)
-from workbench.models.spec import CheckpointError
+from workbench.errors import CheckpointError
 
 
 def _sniff(path: Path) -> str:

@@ -14,17 +14,9 @@ import os
 import re
 from pathlib import Path
 
-from workbench.errors import ModelMismatchError, WorkbenchError
+from workbench.errors import CheckpointError, EncoderError, ModelMismatchError, WorkbenchError  # noqa: F401 - re-exported
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".npz")
-
-
-class EncoderError(WorkbenchError):
-    """A model could not be built or its weights could not be obtained."""
-
-
-class CheckpointError(EncoderError):
-    """A checkpoint file is missing, truncated, not a checkpoint, or unsafe to load."""
 
 
 

@@ -34,6 +34,7 @@ import polars as pl
 
 from workbench.errors import WorkbenchError
 from workbench.io.kernels import unit_rows
+from workbench.io.progress import progress_bar
 from workbench.papers.mixing import Mix, _matrix, _unique_rows
 
 DEFAULT_TEMPLATE = "a photo of a {}."
@@ -138,12 +139,13 @@ def _split(labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np
 
 def learn_mix_proxy(collection, frame: pl.DataFrame, columns: list[str], task: ProxyTask, pool: int = 50_000,
                     steps: int = 200, batch: int = 1024, downstream_batch: int = 512, step_size: float = 1.0,
-                    lr: float = 0.05, seed: int = 0) -> Mix:
+                    lr: float = 0.05, seed: int = 0, progress=False) -> Mix:
     """Learn mixing weights for `columns` (in `frame`: ``row`` + the columns) with the FLYT objective
     on `task` (module docstring). Returns a :class:`~workbench.papers.mixing.Mix` whose ``bias`` is 0 (a
     softmax ignores it) and whose ``proxy`` dict holds the held-out check. `frame` is read in
     row-id order (its own order does not matter; a row id listed twice is refused); rows with a
-    missing or non-finite score are left out of the pool."""
+    missing or non-finite score are left out of the pool. `progress` (:mod:`workbench.io.progress`)
+    follows the optimisation steps."""
     import torch
     import torch.nn.functional as F
 
@@ -213,6 +215,7 @@ def learn_mix_proxy(collection, frame: pl.DataFrame, columns: list[str], task: P
         return F.cross_entropy(logits, L[idx]), (logits.argmax(1) == L[idx]).float().mean()
 
     losses = []
+    bar = progress_bar(progress, steps, "learning the mix (FLYT steps)", unit="step")
     with torch.enable_grad():
         for _ in range(steps):
             b = torch.randperm(len(X), generator=g)[:bs]
@@ -223,6 +226,8 @@ def learn_mix_proxy(collection, frame: pl.DataFrame, columns: list[str], task: P
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
+            bar.update(1)
+    bar.close()
 
     # the held-out check: the same pool batches, uniform weights vs the mix's
     weights = theta.detach().clone()
@@ -249,7 +254,7 @@ def learn_mix_proxy(collection, frame: pl.DataFrame, columns: list[str], task: P
 
 def mix_collection(collection, columns: list[str], out, labels=None, proxy=None, template: str = DEFAULT_TEMPLATE,
                    pool: int = 50_000, steps: int = 200, scores=None, name: str = "mix", seed: int = 0,
-                   encoder=None) -> tuple[Mix, dict]:
+                   encoder=None, progress=False) -> tuple[Mix, dict]:
     """Learn one score of `collection` as a weighted mix of its score `columns` (of the metadata, or of
     the scores parquet `scores` joined on ``row``: each row its own scores, duplicates refused) and
     write ``row, <name>`` to the parquet `out`, whole or not at all: what ``workbench mix`` does.
@@ -258,7 +263,8 @@ def mix_collection(collection, columns: list[str], out, labels=None, proxy=None,
     its errors naming that file) or `proxy` (a held-out parquet: class and row or embedding;
     :func:`proxy_task` with `template` and the text `encoder` (an encoder, a zero-argument callable
     giving one, or None: the collection's own), then :func:`learn_mix_proxy` with `pool`, `steps`).
-    Refused (:class:`WorkbenchError`): a missing column, both or neither of labels/proxy.
+    Refused (:class:`WorkbenchError`): a missing column, both or neither of labels/proxy. `progress`
+    follows the proxy task's steps.
     Returns (the :class:`Mix`, ``{"source", "column", "out", **Mix.describe()}``)."""
     from pathlib import Path
 
@@ -285,6 +291,6 @@ def mix_collection(collection, columns: list[str], out, labels=None, proxy=None,
     else:
         held = read_parquet_named(proxy, "held-out set")
         task = proxy_task(collection, held, resolve_encoder(encoder, collection), template=template, where=proxy)
-        mix = learn_mix_proxy(collection, frame, columns, task, pool=pool, steps=steps, seed=seed)
+        mix = learn_mix_proxy(collection, frame, columns, task, pool=pool, steps=steps, seed=seed, progress=progress)
     write_parquet_atomic(pl.DataFrame({"row": frame["row"], name: mix.score(frame)}), out)
     return mix, {"source": str(collection.path), "column": name, "out": str(Path(out)), **mix.describe()}

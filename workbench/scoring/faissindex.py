@@ -36,6 +36,7 @@ import numpy as np
 from workbench.io.collection import KINDS
 from workbench.errors import NoEmbeddingsError, WorkbenchError
 from workbench.io.files import write_atomic
+from workbench.io.progress import progress_bar
 
 EXACT_BELOW = 2_000_000  # resolve_index's "auto": exact search up to this many rows
 INDEX_DIR = ".workbench"  # build_index's default place, inside the collection's folder
@@ -255,6 +256,9 @@ def build_index(collection, out: str | Path, kind: str = "image", memory_budget:
     Both files are written atomically (temporary file + rename): `out`, and ``out + ".json"`` with
     the factory, rows, indexed vectors, dim, kind, the collection's fingerprint and the default
     nprobe. Returns that dict.
+
+    `progress` (:mod:`workbench.io.progress`): True prints each stage and a bar over the rows added
+    on stderr; a callable ``(done, total)`` follows the rows added.
     """
     faiss = _faiss()
     t0 = time.perf_counter()
@@ -274,7 +278,8 @@ def build_index(collection, out: str | Path, kind: str = "image", memory_budget:
                              "it): remove it or choose another path", out)
     if train_rows is not None and train_rows < 1:
         raise WorkbenchError(f"train_rows must be positive, not {train_rows}")
-    log = (lambda msg: print(f"[build_index] {msg}", file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+    log = ((lambda msg: print(f"[build_index] {msg}", file=sys.stderr, flush=True)) if progress and not callable(progress)
+           else (lambda msg: None))
 
     try:
         index = faiss.index_factory(dim, plan["factory"], faiss.METRIC_INNER_PRODUCT)
@@ -318,6 +323,7 @@ def build_index(collection, out: str | Path, kind: str = "image", memory_budget:
     chunk_rows = int(max(1024, min(65_536, budget // (8 * dim * 4))))
     with_ids = True
     added = 0
+    bar = progress_bar(progress, n, "adding rows to the index", unit="rows", unit_scale=True)
     for ch in collection.iter_embeddings(kind, chunk_rows=chunk_rows, normalize=True):
         data, ids = ch.data, ch.rows
         if with_ids and not ch.valid.all():
@@ -332,7 +338,8 @@ def build_index(collection, out: str | Path, kind: str = "image", memory_budget:
         if not with_ids:
             index.add(ch.data)
         added += len(ch.data)
-        log(f"added {added:,}/{n:,} rows")
+        bar.update(len(ch.data))
+    bar.close()
     if plan["nprobe"] is not None:
         _set_nprobe(index, plan["nprobe"])
 

@@ -339,3 +339,15 @@ def query_vector(collection, row: int | None = None, text: str | None = None, im
     name, tag = (model, pretrained) if pretrained else parse_model_spec(model)
     enc = load_encoder(name, tag, device=device)
     return np.asarray(enc.encode_images([image])), None
+
+
+def neighbors(collection, *, row: int | None = None, text: str | None = None, image=None, embedding=None,
+              k: int = 10, kind: str = "image", index="auto", nprobe: int | None = None, encoder=None,
+              model: str | None = None, pretrained: str | None = None, device: str = "auto") -> pl.DataFrame:
+    """The `k` rows nearest to one query (`row`, `text`, `image` or `embedding`: see
+    :func:`query_vector`), as :func:`search`'s frame; a `row` query leaves the row itself out.
+    ``index="exact"`` (or None) forces the exact search. The CLI's ``neighbors`` verb is this call."""
+    q, exclude = query_vector(collection, row=row, text=text, image=image, embedding=embedding, kind=kind,
+                              encoder=encoder, model=model, pretrained=pretrained, device=device)
+    return search(collection, q, k=k, kind=kind, index=None if index == "exact" else index, nprobe=nprobe,
+                  exclude_rows=exclude)

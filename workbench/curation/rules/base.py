@@ -188,3 +188,10 @@ def check_word_source(v, what: str, usage: str) -> None:
 def check_int(p, key: str, low: int, what: str) -> None:
     if key in p and (not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < low):
         raise RecipeError(f"{what}: {key} must be an integer >= {low}, got {p[key]!r}")
+
+
+def check_rows(p, key: str) -> None:
+    """`p[key]` is a list of global row ids (integers >= 0): ``drop_rows`` and ``keep_rows``."""
+    rows = p[key]
+    if not isinstance(rows, list) or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in rows):
+        raise RecipeError(f"{key}: must be a list of global row ids (integers >= 0)")

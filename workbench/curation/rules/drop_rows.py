@@ -5,15 +5,8 @@ from pathlib import Path
 
 import polars as pl
 
-from workbench.curation.rules.base import RuleKind
-from workbench.errors import RecipeError
+from workbench.curation.rules.base import RuleKind, check_rows
 from workbench.io.schema import ROW
-
-
-def check_rows(p, key: str) -> None:
-    rows = p[key]
-    if not isinstance(rows, list) or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in rows):
-        raise RecipeError(f"{key}: must be a list of global row ids (integers >= 0)")
 
 
 class DropRowsRule(RuleKind):

@@ -1,4 +1,6 @@
-"""``{image_size: {min_side: 200, max_aspect: 3}}``: bounds on the image's width and height."""
+"""``{image_size: {min_side: 200, max_aspect: 3}}``: bounds on the image's width and height.
+
+A row whose width or height is missing (null, NaN) fails, like a missing value in every rule."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,4 +42,6 @@ class ImageSizeRule(RuleKind):
         ops = {"min_side": lambda v: pl.min_horizontal(w, h) >= v, "min_width": lambda v: w >= v,
                "min_height": lambda v: h >= v,
                "max_aspect": lambda v: pl.max_horizontal(w, h) / pl.min_horizontal(w, h) <= v}
-        return pl.all_horizontal([ops[k](float(spec[k])) for k in SIZE_KEYS if k in spec])
+        # polars' min/max_horizontal skip nulls: a row must have both sides (finite) to pass any bound
+        known = (w.is_finite() & h.is_finite()).fill_null(False)
+        return pl.all_horizontal([known] + [ops[k](float(spec[k])) for k in SIZE_KEYS if k in spec])

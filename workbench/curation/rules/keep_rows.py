@@ -5,8 +5,7 @@ from pathlib import Path
 
 import polars as pl
 
-from workbench.curation.rules.base import RuleKind
-from workbench.curation.rules.drop_rows import check_rows
+from workbench.curation.rules.base import RuleKind, check_rows
 from workbench.io.schema import ROW
 
 
