@@ -11,6 +11,7 @@ import io
 import urllib.request
 from dataclasses import dataclass
 
+from workbench.errors import WorkbenchError
 from workbench.io.images import image_bytes
 
 MAX_REMOTE_BYTES = 20 << 20
@@ -27,12 +28,12 @@ class Thumbnail:
 
 def fetch_remote(url: str, timeout: float = 5.0) -> bytes:
     if not url.lower().startswith(("http://", "https://")):
-        raise ValueError("not an http(s) URL")
+        raise WorkbenchError(f"not an http(s) URL: {url!r}")
     req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310 - scheme checked above
         data = r.read(MAX_REMOTE_BYTES + 1)
     if len(data) > MAX_REMOTE_BYTES:
-        raise ValueError("image larger than 20 MB")
+        raise WorkbenchError(f"image larger than 20 MB: {url}")
     return data
 
 

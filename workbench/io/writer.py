@@ -74,7 +74,7 @@ def _npy_header(shape: tuple[int, int], dtype: np.dtype, length: int | None = No
     total = length if length is not None else -(-(10 + len(body) + 1) // 64) * 64
     pad = total - 10 - len(body) - 1
     if pad < 0:
-        raise ValueError("npy header does not fit")
+        raise WriteError(f"the npy header for shape {shape} does not fit in {length} bytes")
     return b"\x93NUMPY\x01\x00" + (total - 10).to_bytes(2, "little") + body + b" " * pad + b"\n"
 
 
