@@ -300,7 +300,7 @@ def test_datacomp_presets(world):
 
 @pytest.mark.parametrize("bound", ["min", "max", "above", "below"])
 def test_a_nan_score_fails_every_threshold_evaluated_or_live(bound):
-    """README: a missing value fails every rule. polars orders NaN above every number, so `NaN >= t`
+    """docs/recipes.md: a missing value fails every rule. polars orders NaN above every number, so `NaN >= t`
     alone would keep it; the recipe and the live kernel must agree that it fails."""
     from workbench.curation.live import Live
 
