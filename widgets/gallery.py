@@ -101,12 +101,13 @@ class Gallery:
 
     def refresh(self) -> None:
         ws = self.wb.workspace
+        was_picked = set(self.picked())  # picks survive a refresh (a slider move relabels the items)
         self.rows = self._rows()
         items = ws.gallery(self.rows, limit=self.limit, allow_remote=self.remote.value)
         show = tuple(c for _, c in ws.threshold_rules())
         children, self.picks = [], []
         for it in items:
-            pick = W.ToggleButton(description="pick", layout=W.Layout(width="80px"))
+            pick = W.ToggleButton(description="pick", value=it["row"] in was_picked, layout=W.Layout(width="80px"))
             pick.row = it["row"]
             self.picks.append(pick)
             h = W.HTML(item_html(it, show))

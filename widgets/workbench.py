@@ -84,23 +84,28 @@ class Workbench:
         self.map.recolor(self.workspace.kept_mask())
 
     def after_change(self, histogram=None) -> None:
-        """After a slider move: histogram and recipe text now, map colours a moment later (counts first)."""
+        """After a slider move: histogram and recipe text now; map colours and the gallery's
+        kept/removed labels a moment later (counts first)."""
         self.filters.show_histogram(histogram)
         self.recipe_view.refresh()
         if self._recolor_timer is not None:
             self._recolor_timer.cancel()
         if self.recolor_delay <= 0:
-            self.map.recolor(self.workspace.kept_mask())
+            self._settle()
             return
-        self._recolor_timer = threading.Timer(self.recolor_delay, lambda: self.map.recolor(self.workspace.kept_mask()))
+        self._recolor_timer = threading.Timer(self.recolor_delay, self._settle)
         self._recolor_timer.daemon = True
         self._recolor_timer.start()
 
+    def _settle(self) -> None:
+        self.map.recolor(self.workspace.kept_mask())
+        self.gallery.refresh()  # its kept / removed-by labels follow the new thresholds
+
     def flush(self) -> None:
-        """Apply a pending map recolour now (scripts and tests)."""
+        """Apply a pending map recolour (and gallery labels) now (scripts and tests)."""
         if self._recolor_timer is not None and self._recolor_timer.is_alive():
             self._recolor_timer.cancel()
-            self.map.recolor(self.workspace.kept_mask())
+            self._settle()
 
     def say(self, text: str, error: bool = False) -> None:
         colour = "#b00" if error else "#333"

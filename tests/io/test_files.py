@@ -60,3 +60,13 @@ def test_the_old_digest_names_are_the_one_helper(tmp_path):
     p = tmp_path / "f.bin"
     p.write_bytes(b"abc")
     assert writer_sha(p) == file_sha256(p) == hashlib.sha256(b"abc").hexdigest()
+
+
+def test_write_atomic_creates_a_missing_folder_and_names_a_file_in_the_way(tmp_path):
+    from workbench.errors import WriteError
+    from workbench.io.files import write_text_atomic
+
+    assert write_text_atomic(tmp_path / "new" / "deeper" / "r.yaml", "x").read_text() == "x"
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(WriteError, match="afile"):
+        write_text_atomic(tmp_path / "afile" / "r.yaml", "x")

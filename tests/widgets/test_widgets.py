@@ -60,6 +60,20 @@ def test_lasso_fills_the_gallery_and_becomes_a_rule(wb):
     assert {p.row for p in wb.gallery.picks} <= set(wb.workspace.selection.tolist())
 
 
+def test_a_slider_move_relabels_the_gallery_and_keeps_the_picks(wb):
+    """The gallery's kept / removed-by labels must follow the thresholds (a stale label misleads)."""
+    wb.map.select_points(range(0, 1000, 10))
+    wb.gallery.picks[0].value = True
+    picked = wb.gallery.picked()
+    top = wb.filters.sliders[0].max  # similarity >= its greatest value: (nearly) every row removed by it
+    wb.filters.sliders[0].value = top
+    wb.flush()
+    html = " ".join(box.children[0].value for box in wb.gallery.grid.children)
+    name = wb.workspace.recipe.rules[0].name.replace(">", "&gt;")
+    assert f"removed: {name}" in html and html.count(f"removed: {name}") >= 47, name
+    assert wb.gallery.picked() == picked
+
+
 def test_controls_call_the_workspace(wb, tmp_path):
     wb.filters.preset.value = "laion2b-en"
     assert [r.kind for r in wb.workspace.recipe.rules] == ["caption_length", "dedup", "column"]

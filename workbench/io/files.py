@@ -17,6 +17,8 @@ import secrets
 from pathlib import Path
 from typing import Callable
 
+from workbench.errors import WriteError
+
 
 def write_atomic(path: str | Path, write: Callable[[Path], object], durable: bool = False) -> Path:
     """Write `path` whole or not at all: `write(tmp)` fills a temporary file beside it (same folder,
@@ -24,8 +26,13 @@ def write_atomic(path: str | Path, write: Callable[[Path], object], durable: boo
     removed and `path` is left as it was (absent, or its old content). durable: fsync the file and
     its folder, so the new content survives a power cut (a reader in another process sees it either
     way). The temporary name, ``.<name>.<pid>-<random>.partial``, is unique per call, so two writers
-    (processes or threads) of the same path never share one; the last rename wins, whole."""
+    (processes or threads) of the same path never share one; the last rename wins, whole. A missing
+    parent folder is created (a file in the way is a :class:`~workbench.errors.WriteError`)."""
     path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise WriteError(f"cannot create the folder {path.parent}: a file is in the way", path) from None
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
     try:
         write(tmp)
