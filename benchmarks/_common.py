@@ -185,6 +185,13 @@ def best_of(fn, repeat: int) -> tuple[float, list[float], object]:
     return min(times), times, result
 
 
+def rss() -> int:
+    """This process's resident memory now (bytes)."""
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
 def fmt_s(t: float) -> str:
     if t < 0.01:
         return f"{t * 1000:.2f} ms"

@@ -10,11 +10,20 @@ pattern per row (bit i set = rule i removes the row; up to 16 rules). A change r
 one pass, and a second pass (:func:`workbench.io.kernels.live_counts`) counts rows per pattern (from
 which every rule's counts follow) and fills the histogram.
 
+From :data:`TILE_ROWS` rows on, moving one threshold rule's bounds again and again (a slider being
+dragged) costs time independent of the row count: the first move of that rule builds its
+:class:`~workbench.curation.tiles.SliderTile` (two passes), and each move after it is answered
+from the tile, exactly. The rule's bit in the fail patterns is written once the drag ends (another
+rule moves, or the patterns are read: :meth:`first_reason`, :meth:`selection`, :attr:`packed`).
+
 Row order: a :class:`Live` holds its frame in row-id order (sorted when given otherwise; a row id
 listed twice is refused), so ``rows``, ``packed``, :meth:`Live.first_reason` and the selection are
 per row id, ascending, whatever order the frame came in.
 """
 from __future__ import annotations
+
+import functools
+import threading
 
 import numpy as np
 import polars as pl
@@ -22,10 +31,22 @@ import polars as pl
 from workbench.errors import RecipeError
 from workbench.io.kernels import MAX_LIVE_RULES, live_counts, set_bit_bounds
 from workbench.curation.recipe import Recipe, Rule, Selection
+from workbench.curation.tiles import SliderTile
 from workbench.curation.rules.base import BOUNDS as _BOUNDS
 from workbench.io.schema import ROW
 
 BINS = 64
+TILE_ROWS = 2_000_000  # from this many rows on, a dragged slider is answered from its tile
+
+
+def _locked(method):
+    """One change or read of a :class:`Live` at a time: the notebook recolours its map from a timer
+    thread while the next slider move arrives (a half-written drag would give wrong counts)."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return run
 
 
 def _threshold_column(rule: Rule) -> str | None:
@@ -35,7 +56,7 @@ def _threshold_column(rule: Rule) -> str | None:
 
 
 class Live:
-    def __init__(self, frame: pl.DataFrame, recipe: Recipe, bins: int = BINS):
+    def __init__(self, frame: pl.DataFrame, recipe: Recipe, bins: int = BINS, tile_rows: int = TILE_ROWS):
         if len(recipe.rules) > MAX_LIVE_RULES:
             raise RecipeError(f"live counts handle up to {MAX_LIVE_RULES} rules; this recipe has {len(recipe.rules)}")
         missing = sorted((recipe.columns() | {ROW}) - set(frame.columns))
@@ -53,21 +74,44 @@ class Live:
             twice = int(self.rows[1:][np.diff(self.rows) == 0][0])
             raise RecipeError(f"live counts need one line per row: row id {twice} is listed twice")
         self._frame = frame
-        self.packed = np.zeros(len(self.rows), np.uint16)
+        self._packed = np.zeros(len(self.rows), np.uint16)
         for i, rule in enumerate(self.recipe.rules):
             self._set_bit(i, ~frame.select(rule.keep(self.recipe.base)).to_series().to_numpy())
         self._values: dict[str, np.ndarray] = {}
         self._bins: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.tile_rows = tile_rows
+        self._tile: SliderTile | None = None  # the dragged rule's tile
+        self._pending: tuple | None = None  # its bounds, not yet written into the rule's bit
+        self._lock = threading.RLock()
+
+    @property
+    @_locked
+    def packed(self) -> np.ndarray:
+        """(n,) uint16 fail patterns, bit i set = rule i removes the row (current: a drag's bounds
+        are written first)."""
+        self._flush()
+        return self._packed
+
+    def _flush(self) -> None:
+        if self._pending is not None:
+            set_bit_bounds(self._packed, *self._pending)  # NaN (null) fails, as in the recipe
+            self._pending = None
+
+    def _drop_tile(self) -> None:
+        self._flush()
+        self._tile = None
 
     def _set_bit(self, i: int, fail: np.ndarray) -> None:
         mask = np.uint16(1 << i)
-        self.packed &= ~mask
-        self.packed |= fail.astype(np.uint16) << np.uint16(i)
+        self._packed &= ~mask
+        self._packed |= fail.astype(np.uint16) << np.uint16(i)
 
     @property
+    @_locked
     def fail(self) -> np.ndarray:
         """(k, n) bool: rule i removes row j."""
-        return np.stack([(self.packed >> np.uint16(i)) & 1 == 1 for i in range(len(self.recipe.rules))]) \
+        self._flush()
+        return np.stack([(self._packed >> np.uint16(i)) & 1 == 1 for i in range(len(self.recipe.rules))]) \
             if self.recipe.rules else np.zeros((0, len(self.rows)), bool)
 
     @classmethod
@@ -92,6 +136,7 @@ class Live:
     def edges(self, column: str) -> np.ndarray:
         return self._binned(column)[1]
 
+    @_locked
     def _binned(self, column: str):
         if column not in self._bins:
             v = self.values(column)
@@ -107,6 +152,7 @@ class Live:
         return self._bins[column]
 
     # -- changes -------------------------------------------------------------------------------------
+    @_locked
     def set_bounds(self, index: int, **bounds) -> None:
         """Replace the thresholds (min/max/above/below) of threshold rule `index`."""
         rule = self.recipe.rules[index]
@@ -133,24 +179,44 @@ class Live:
                 t = cast(params[k])
                 if hi is None or t < hi or (t == hi and k == "below"):
                     hi, hi_incl = t, k == "max"
-        set_bit_bounds(self.packed, v, index, lo, lo_incl, hi, hi_incl)  # NaN (null) fails, as in the recipe
+        if len(self.rows) >= self.tile_rows:
+            if self._tile is None or self._tile.index != index:
+                self._drop_tile()  # the last drag's bit written: the new tile reads the other rules' bits
+                self._tile = SliderTile(v, self._packed, index, len(self.recipe.rules))
+            self._pending = (v, index, lo, lo_incl, hi, hi_incl)
+        else:
+            self._drop_tile()
+            set_bit_bounds(self._packed, v, index, lo, lo_incl, hi, hi_incl)  # NaN (null) fails, as in the recipe
         self.recipe.rules[index] = new
 
+    @_locked
     def set_rule(self, index: int, rule: Rule | dict) -> None:
         """Replace rule `index` by any rule whose columns are already loaded."""
         rule = rule if isinstance(rule, Rule) else Rule.parse(rule)
         missing = rule.columns() - set(self._frame.columns)
         if missing:
             raise RecipeError(f"rule {rule.name!r} needs column(s) {sorted(missing)} that are not loaded")
+        self._drop_tile()
         self._set_bit(index, ~self._frame.select(rule.keep(self.recipe.base)).to_series().to_numpy())
         self.recipe.rules[index] = rule
 
     # -- results -------------------------------------------------------------------------------------
+    @_locked
     def counts(self, histogram_of: int | None = None) -> dict:
         col = _threshold_column(self.recipe.rules[histogram_of]) if histogram_of is not None else None
-        bins = self._binned(col)[0] if col else None
-        alone, seq, h_all, h_kept = live_counts(self.packed, len(self.recipe.rules), bins,
-                                                -1 if histogram_of is None else histogram_of, self.n_bins)
+        tile = self._tile
+        if tile is not None and self._pending is not None and histogram_of in (None, tile.index):
+            alone, seq = tile.counts(*self._pending[2:])
+            if col:
+                if tile.histogram is None:  # the other rules' bits are fixed during the drag
+                    tile.histogram = live_counts(self._packed, len(self.recipe.rules), self._binned(col)[0],
+                                                 tile.index, self.n_bins)[2:]
+                h_all, h_kept = tile.histogram
+        else:
+            self._flush()
+            bins = self._binned(col)[0] if col else None
+            alone, seq, h_all, h_kept = live_counts(self._packed, len(self.recipe.rules), bins,
+                                                    -1 if histogram_of is None else histogram_of, self.n_bins)
         n = len(self.rows)
         kept = n - int(seq.sum())
         out = {"rows": n, "kept": kept, "removed": n - kept, "rules": [
@@ -165,16 +231,19 @@ class Live:
         """64 bins of threshold rule `index`'s column: all rows, and the rows the other rules keep."""
         return self.counts(histogram_of=index)["histogram"]
 
+    @_locked
     def first_reason(self, index=None) -> np.ndarray:
         """Index of the first rule that removes each row (the lowest set bit of its fail pattern),
         -1 when kept; for the row positions `index` only when given."""
-        p = (self.packed if index is None else self.packed[index]).astype(np.int64)
+        self._flush()
+        p = (self._packed if index is None else self._packed[index]).astype(np.int64)
         low = p & -p
         out = np.full(len(p), -1, np.int64)
         nz = low > 0
         out[nz] = np.log2(low[nz]).astype(np.int64)
         return out
 
+    @_locked
     def selection(self) -> Selection:
         k = len(self.recipe.rules)
         fail = self.fail

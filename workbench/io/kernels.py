@@ -40,6 +40,15 @@ def _numba():
     return _kernels
 
 
+def _numba_tiles():
+    """The slider-tile kernels (:mod:`workbench.curation.tiles`), or None without numba."""
+    if _numba() is None:
+        return None
+    from workbench.io import kernels_numba as k
+
+    return k.tile_count, k.tile_scatter, k.tile_exact, k.pattern_presence
+
+
 def _stats_numpy(arr: np.ndarray) -> RowStats:
     n, dim = arr.shape
     buf = np.empty((min(SUB_ROWS, max(n, 1)), dim), dtype=np.float64)
@@ -155,10 +164,17 @@ def live_counts(packed: np.ndarray, k: int, bins: np.ndarray | None = None, skip
         h_kept[:] = np.bincount(bins[ok & ((packed & others) == 0)], minlength=n_bins)[:n_bins]
     values = np.nonzero(by_value)[0]
     counts = by_value[values]
+    alone, seq = pattern_counts(values, counts, k)
+    return alone, seq, h_all, h_kept
+
+
+def pattern_counts(values: np.ndarray, counts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(removed alone, removed in order) per rule from row counts by fail pattern: `values` the
+    patterns (bit i = rule i removes the row), `counts` how many rows carry each."""
+    values = np.asarray(values, np.int64)
     alone, seq = np.zeros(k, np.int64), np.zeros(k, np.int64)
     for i in range(k):
         has = (values >> i) & 1 == 1
         alone[i] = counts[has].sum()
-        first = has & ((values & ((1 << i) - 1)) == 0)
-        seq[i] = counts[first].sum()
-    return alone, seq, h_all, h_kept
+        seq[i] = counts[has & ((values & ((1 << i) - 1)) == 0)].sum()
+    return alone, seq

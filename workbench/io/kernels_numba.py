@@ -85,3 +85,74 @@ def live_counts(packed, bins, others_mask, by_value, hist_all, hist_kept):
             hist_all[b] += 1
             if (p & others_mask) == 0:
                 hist_kept[b] += 1
+
+
+# -- slider tiles (workbench.curation.tiles) ----------------------------------------------------------------
+@nb.njit(**_OPTS)
+def _tile_bin(x, interior, lut, lo, scale):
+    """The tile bin of value x: b such that interior[b-1] <= x < interior[b] (b = len(interior) + 1
+    for NaN). A fine equal-width lookup gives a start; a short walk finds the bin exactly."""
+    nb_ = interior.shape[0] + 1
+    if x != x:
+        return nb_
+    f = (x - lo) * scale
+    if f < 0.0:
+        b = 0
+    elif f >= lut.shape[0]:
+        b = lut[lut.shape[0] - 1]
+    else:
+        b = lut[np.int64(f)]
+    while b > 0 and x < interior[b - 1]:
+        b -= 1
+    while b < nb_ - 1 and x >= interior[b]:
+        b += 1
+    return b
+
+
+_POPTS = dict(_OPTS, parallel=True)
+
+
+@nb.njit(**_OPTS)
+def pattern_presence(packed, others, present):
+    """present[p] = 1 for every pattern p of `packed` under the mask `others`."""
+    for r in range(packed.shape[0]):
+        present[packed[r] & others] = 1
+
+
+@nb.njit(**_POPTS)
+def tile_count(v, packed, others, interior, lut, lo, scale, qidx, counts, bins_out, bounds):
+    """Pass 1 of a tile build, one chunk of rows (bounds[c]..bounds[c+1]) per thread: each row's bin
+    (into bins_out) and counts[chunk, bin, pattern index] of the other rules' fail patterns."""
+    for c in nb.prange(bounds.shape[0] - 1):
+        for r in range(bounds[c], bounds[c + 1]):
+            b = _tile_bin(v[r], interior, lut, lo, scale)
+            bins_out[r] = b
+            counts[c, b, qidx[packed[r] & others]] += 1
+
+
+@nb.njit(**_POPTS)
+def tile_scatter(v, packed, others, bins, cursor, sv, so, bounds):
+    """Pass 2: each row's value and other-rules pattern, grouped by bin; chunk c writes from its own
+    cursor row, so the rows of a bin stay in row order."""
+    for c in nb.prange(bounds.shape[0] - 1):
+        for r in range(bounds[c], bounds[c + 1]):
+            b = bins[r]
+            j = cursor[c, b]
+            cursor[c, b] = j + 1
+            sv[j] = v[r]
+            so[j] = packed[r] & others
+
+
+@nb.njit(**_OPTS)
+def tile_exact(sv, so, start, stop, qidx, lo, lo_incl, hi, hi_incl, passed):
+    """Rows start..stop of the grouped values: passed[pattern index] += rows within the bounds (NaN
+    bounds are absent; NaN values fail)."""
+    for j in range(start, stop):
+        x = sv[j]
+        ok = x == x
+        if ok and lo == lo:
+            ok = x >= lo if lo_incl else x > lo
+        if ok and hi == hi:
+            ok = x <= hi if hi_incl else x < hi
+        if ok:
+            passed[qidx[so[j]]] += 1
