@@ -5,8 +5,10 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import make_datacomp, make_embeddings, make_parquet_only, make_webdataset
+from conftest import make_datacomp, make_embeddings, make_parquet_only, make_webdataset, needs_shared
 from workbench.cli.main import main
+
+needs_heads = needs_shared("heads")
 
 
 def run(*args):
@@ -115,6 +117,7 @@ def test_pickled_shard_refused_by_info_without_running_code(tmp_path):
 
 
 # -- apply, score, neighbors, index ------------------------------------------------------------------
+@needs_heads
 def test_apply_dry_run_json_contract(demo_world, tmp_path):
     rc, out, err = run("apply", "laion2b-en", demo_world, "--dry-run", "--json")
     assert rc == 0, err
@@ -163,7 +166,8 @@ def test_apply_writes_the_selection(demo_world, tmp_path, capsys):
     ("rules:\n  - {column: aesthetic, min: 5}\n", "needs column(s) ['aesthetic']"),
     ("rules:\n  - {prompt: a cat, max: 0.2}\n  - {column: aesthetic, min: 5}\n", "needs column(s) ['aesthetic']"),
     ("rules:\n  - {prompt_embedding: q.npy, min: 0.2}\n", "768-d but the collection's embeddings are 512-d"),
-    ("rules:\n  - {head: aesthetic-v2-l14, min: 5}\n", "768-d embeddings but this collection's are 512-d"),
+    pytest.param("rules:\n  - {head: aesthetic-v2-l14, min: 5}\n", "768-d embeddings but this collection's are 512-d",
+                 marks=needs_heads),
 ])
 def test_bad_recipe_one_line_nonzero(demo_world, tmp_path, recipe, message):
     np.save(tmp_path / "q.npy", np.ones(768, np.float32))
@@ -177,6 +181,7 @@ def test_bad_recipe_one_line_nonzero(demo_world, tmp_path, recipe, message):
     assert rc == 2 and "DST" in err
 
 
+@needs_heads
 def test_score_verb(demo_world, tmp_path):
     rc, out, err = run("score", demo_world, "--prompt", "a dog", "--head", "nsfw-b32", "--json", "--out", tmp_path / "s.parquet")
     assert rc == 0, err

@@ -17,6 +17,7 @@ VERBS = {
     "papers.py": {"cmd_sample", "cmd_pairs", "cmd_audit", "cmd_mix"},
     "search.py": {"cmd_neighbors", "cmd_index", "cmd_map"},
     "fetch.py": {"cmd_fetch"},
+    "heads.py": {"cmd_heads_fetch", "cmd_heads_list"},
 }
 ARGUMENT_HELPERS = {
     "common.py": {"open_from_args", "encoder_from_args", "tower_from_args", "show_progress", "load_recipe",

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import workbench
+from conftest import needs_shared
 from workbench.demo.build import load_ground_truth
 from workbench.errors import WorkbenchError
 from workbench.curation.recipe import Recipe, preset
@@ -19,6 +20,7 @@ def same_as_apply(ws):
     assert np.array_equal(ws.first_reason(), sel.reason.astype(np.int64))
 
 
+@needs_shared("heads")  # the rule on nsfw-b32
 def test_edit_a_recipe_live(demo_world):
     ws = Workspace(demo_world, "laion2b-en")
     assert [r.kind for r in ws.recipe.rules] == ["caption_length", "dedup", "column"]

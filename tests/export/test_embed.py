@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import polars as pl
 import pytest
-from conftest import stop_after, IMAGES, make_webdataset
+from conftest import stop_after, IMAGES, make_webdataset, needs_shared
 
 import workbench
 from workbench.export.embed import embed
@@ -14,6 +14,7 @@ from workbench.engine import LocalEngine
 from workbench.io.verify import verify
 
 RCLIP = IMAGES / "rclip"
+needs_rclip = needs_shared("images/rclip")
 
 
 def _files(root):
@@ -28,6 +29,7 @@ def rclip_run(tiny_clip, tmp_path_factory):
     return dst, res
 
 
+@needs_rclip
 def test_every_format_embeds_and_bad_files_are_recorded(rclip_run, tiny_clip):
     dst, res = rclip_run
     totals = res.manifest["outputs"]["embed"]
@@ -44,6 +46,7 @@ def test_every_format_embeds_and_bad_files_are_recorded(rclip_run, tiny_clip):
     assert verify(dst).ok and res.manifest["model"]["dim"] == 32 and c.dtype == "float16"
 
 
+@needs_rclip
 def test_embeddings_are_the_models_unit_rows(rclip_run, tiny_clip):
     dst, _ = rclip_run
     c = workbench.open_collection(dst)
@@ -58,6 +61,7 @@ def test_embeddings_are_the_models_unit_rows(rclip_run, tiny_clip):
     assert np.allclose(meta["similarity"].to_numpy(), np.einsum("ij,ij->i", want_img, want_txt), atol=2e-3)
 
 
+@needs_rclip
 def test_truncated_images_and_keep_failed(tiny_clip, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
@@ -87,6 +91,7 @@ def test_webdataset_input_keeps_keys_urls_and_captions(tiny_clip, tmp_path):
     assert meta["caption"][0] == "web caption <b>000000001</b>" and meta["member"][0] == "000000001.jpg"
 
 
+@needs_rclip
 def test_resumes_per_shard_and_is_the_same_whatever_the_workers(tiny_clip, tmp_path):
     args = (RCLIP, str(tiny_clip.cfg), str(tiny_clip.ckpt))
     kw = {"device": "cpu", "rows_per_shard": 8, "batch_size": 4}
@@ -115,6 +120,7 @@ def test_resumes_per_shard_and_is_the_same_whatever_the_workers(tiny_clip, tmp_p
     assert embed(args[0], tmp_path / "out", *args[1:], **kw).run["already_complete"]
 
 
+@needs_rclip
 def test_cli_embed(tiny_clip, tmp_path):
     p = subprocess.run([sys.executable, "-m", "workbench", "embed", str(RCLIP), str(tmp_path / "out"),
                         "--model", str(tiny_clip.cfg), "--pretrained", str(tiny_clip.ckpt), "--device", "cpu",
@@ -137,6 +143,7 @@ def test_cli_embed(tiny_clip, tmp_path):
     assert p.returncode == 2 and "tiny.pt" in p.stderr and not (tmp_path / "o3" / "manifest.json").exists()
 
 
+@needs_rclip
 def test_tensor_decode_path_matches_the_pil_path(tiny_clip, tmp_path):
     """The path CUDA takes (JPEGs decoded by torchvision, transforms as tensor ops), run on the CPU."""
     src = tmp_path / "src"
@@ -180,6 +187,7 @@ def test_text_tower_trims_padding_with_the_same_output(tiny_clip):
     assert trimmed.shape == (3, 32)
 
 
+@needs_rclip
 def test_embed_on_a_ray_cluster(ray_head, tiny_clip, tmp_path):
     from workbench.engine import RayEngine
 
@@ -194,6 +202,7 @@ def test_embed_on_a_ray_cluster(ray_head, tiny_clip, tmp_path):
         assert np.allclose(np.asarray(a.embeddings(i), np.float32), np.asarray(b.embeddings(i), np.float32), atol=1e-3)
 
 
+@needs_rclip
 def test_a_table_source_may_have_its_output_beside_it(tiny_clip, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -5,7 +5,9 @@ import tarfile
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import IMAGES, make_webdataset
+from conftest import IMAGES, make_webdataset, needs_shared
+
+needs_rclip = needs_shared("images/rclip")
 
 from workbench.errors import LayoutError, WorkbenchError
 from workbench.io.imagesource import fingerprint, list_images, read_image_bytes
@@ -13,6 +15,7 @@ from workbench.io.imagesource import fingerprint, list_images, read_image_bytes
 RCLIP = IMAGES / "rclip"
 
 
+@needs_rclip
 def test_a_folder_lists_every_file_with_captions_from_names():
     items = list_images(RCLIP)
     keys = [it.key for it in items]
@@ -25,6 +28,7 @@ def test_a_folder_lists_every_file_with_captions_from_names():
     assert read_image_bytes(cat) == (RCLIP / "black cat sleeping on a chair.JPG").read_bytes()
 
 
+@needs_rclip
 def test_sidecar_captions_tables_and_nested_folders(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / ".hidden").write_text("x")
@@ -63,6 +67,7 @@ def test_webdataset_tars(tmp_path):
         read_image_bytes(lonely)
 
 
+@needs_rclip
 def test_a_table_of_paths(tmp_path):
     (tmp_path / "img").mkdir()
     (tmp_path / "img" / "x.jpg").write_bytes((RCLIP / "cat.jpg").read_bytes())
@@ -83,6 +88,7 @@ def test_a_table_of_paths(tmp_path):
         list_images(tmp_path / "nopath.csv")
 
 
+@needs_rclip
 def test_fingerprint_follows_the_files(tmp_path):
     (tmp_path / "a.jpg").write_bytes((RCLIP / "cat.jpg").read_bytes())
     before = fingerprint(list_images(tmp_path))

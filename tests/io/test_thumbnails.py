@@ -8,8 +8,10 @@ import pytest
 from PIL import Image
 
 import workbench
-from conftest import IMAGES, make_webdataset
+from conftest import IMAGES, make_webdataset, needs_shared
 from workbench.io.thumbnails import make_thumbnail, thumbnail
+
+needs_rclip = needs_shared("images/rclip")
 
 
 def test_thumbnails_from_webdataset_tars(tmp_path):
@@ -20,6 +22,7 @@ def test_thumbnails_from_webdataset_tars(tmp_path):
         assert im.format == "JPEG" and max(im.size) <= 64
 
 
+@needs_rclip
 @pytest.mark.parametrize("name", ["bee_animated.gif", "chess-knight.tiff", "duck.jp2", "magpie.pbm", "tree.webp",
                                   "boats on a lake.png"])
 def test_every_shipped_format_makes_a_jpeg(name):

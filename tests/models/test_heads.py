@@ -1,4 +1,6 @@
-"""Detector heads on the real shipped weight files (shared/data/heads), numpy only."""
+"""Detector heads on the real published weight files, numpy only. They are fetched into the session's
+heads folder through the normal path, from the shared copy as a local mirror (tests/conftest.py);
+without the shared copy those tests skip."""
 from __future__ import annotations
 
 import re
@@ -10,19 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, SHARED, unit_rows
+from conftest import REPO, SHARED, needs_shared, unit_rows
 from workbench.models import heads as H
 from workbench.errors import WorkbenchError
 from workbench.models.heads import HEADS, HeadFileError, ModelMismatchError, head
 
-HEADS_DIR = SHARED / "data" / "heads"
+HEADS_DIR = SHARED / "data" / "heads"  # the byte copies, read directly as references
+needs_heads = needs_shared("heads")
 
 
-@pytest.fixture(autouse=True)
-def _pin_dir(monkeypatch):
-    monkeypatch.setenv("WORKBENCH_HEADS_DIR", str(HEADS_DIR))
-
-
+@needs_heads
 def test_registry_dims_and_defaults():
     assert set(HEADS) == {"nsfw-l14", "nsfw-b32", "aesthetic-v2-l14", "aesthetic-v1-b32",
                           "aesthetic-v1-l14", "q16-b32", "q16-l14", "violence-b32", "violence-l14"}
@@ -35,6 +34,7 @@ def test_registry_dims_and_defaults():
         head("nsfw-xl")
 
 
+@needs_heads
 @pytest.mark.parametrize("name", ["nsfw-l14", "nsfw-b32"])
 def test_nsfw_probabilities(name):
     h = head(name)
@@ -51,6 +51,7 @@ def test_nsfw_probabilities(name):
     assert a != b
 
 
+@needs_heads
 def test_nsfw_layer_chain_and_categorical_info():
     l14, b32 = head("nsfw-l14"), head("nsfw-b32")
     assert l14.info["layers"] == [(768, 64), (64, 512), (512, 256), (256, 1)]
@@ -61,6 +62,7 @@ def test_nsfw_layer_chain_and_categorical_info():
     assert len(l14.info["vocab_sizes"]) == 5 and min(l14.info["vocab_sizes"]) > 1000
 
 
+@needs_heads
 def test_nsfw_categorical_lookup_vs_oov():
     look = H.nsfw_detector("b32", HEADS_DIR)
     oov = H.nsfw_detector("b32", HEADS_DIR, categorical="oov")
@@ -74,6 +76,7 @@ def test_nsfw_categorical_lookup_vs_oov():
         H.nsfw_detector("b32", HEADS_DIR, categorical="mean")
 
 
+@needs_heads
 def test_aesthetic_v2_range():
     h = head("aesthetic-v2-l14")
     y = h(unit_rows(1000, 768, seed=5))
@@ -82,6 +85,7 @@ def test_aesthetic_v2_range():
     assert 4.0 < y.mean() < 6.5 and y.std() > 0.2
 
 
+@needs_heads
 def test_aesthetic_v2_matches_torch_reference():
     import torch
 
@@ -94,12 +98,14 @@ def test_aesthetic_v2_matches_torch_reference():
     np.testing.assert_allclose(head("aesthetic-v2-l14")(x), t[:, 0].numpy(), rtol=1e-4, atol=1e-4)
 
 
+@needs_heads
 @pytest.mark.parametrize("name,dim", [("aesthetic-v1-b32", 512), ("aesthetic-v1-l14", 768)])
 def test_aesthetic_v1(name, dim):
     y = head(name)(unit_rows(500, dim, seed=7))
     assert y.std() > 0.1 and -5 < y.mean() < 10
 
 
+@needs_heads
 @pytest.mark.parametrize("name,dim", [("q16-b32", 512), ("q16-l14", 768)])
 def test_q16(name, dim):
     h = head(name)
@@ -115,6 +121,7 @@ def test_q16(name, dim):
     assert h(u[1:2])[0] > 0.5 > h(u[0:1])[0]
 
 
+@needs_heads
 @pytest.mark.parametrize("name,dim", [("violence-b32", 512), ("violence-l14", 768)])
 def test_violence(name, dim):
     h = head(name)
@@ -128,6 +135,7 @@ def test_violence(name, dim):
     assert h.flagged(P[1] / np.linalg.norm(P[1]))[0]
 
 
+@needs_heads
 @pytest.mark.parametrize("name", sorted(HEADS))
 def test_dim_mismatch_is_clear(name):
     h = head(name)
@@ -148,6 +156,7 @@ def _copy_heads(tmp_path: Path) -> Path:
     return d
 
 
+@needs_heads
 @pytest.mark.parametrize("name,rel", [
     ("nsfw-b32", "laion_nsfw_detector/clip_autokeras_nsfw_b32.zip"),
     ("nsfw-l14", "laion_nsfw_detector/clip_autokeras_binary_nsfw.zip"),
@@ -163,6 +172,7 @@ def test_truncated_file_names_it(tmp_path, name, rel):
     assert str(f) in str(ei.value)
 
 
+@needs_heads
 def test_missing_file_names_it(tmp_path):
     d = _copy_heads(tmp_path)
     f = d / "laion_aesthetic_v1/sa_0_4_vit_b_32_linear.pth"
@@ -236,6 +246,7 @@ def test_import_does_not_load_torch():
     assert out.stdout.split() == ["False", "False"]
 
 
+@needs_heads
 def test_load_head_contract_names_and_files(tmp_path):
     import workbench
 
@@ -270,6 +281,7 @@ def test_load_head_contract_names_and_files(tmp_path):
         workbench.load_head("nsfw-l15")
 
 
+@needs_heads
 def test_aesthetic_v2_rises_with_the_independent_v1_rating():
     """No human-rated CLIP embeddings ship here, so the embeddings are rated by LAION's v1 predictor
     (trained separately, on SAC ratings): v2's mean score rises across v1's rating quintiles, and

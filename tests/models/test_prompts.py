@@ -1,12 +1,13 @@
 """Prompt vectors, LAION-400M's zero-shot NSFW rule and the safety concepts."""
 import json
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
 import workbench
-from conftest import SHARED, make_embeddings, unit_rows
+from conftest import SHARED, make_embeddings, needs_shared, unit_rows
 from workbench.models.heads import ModelMismatchError
 from workbench.demo.textencoder import DemoText
 from workbench.models.prompts import (PromptError, laion400m_prompts, laion400m_rule, load_prompt_embedding,
@@ -19,8 +20,40 @@ def test_the_release_prompt_lists_load_with_their_quirks():
     p = laion400m_prompts()
     assert len(p.nsfw) == 35 and p.nsfw[5] == "animal, bird, mammal, insectfashion, clothes"  # the missing comma
     assert p.nsfw[18].startswith("porn") and p.safe_below == 19  # the off-by-one, kept
-    raw = json.loads((SHARED / "data" / "prompts" / "laion400m_clip_filter_prompts.json").read_text())
+    raw = json.loads(Path(p.source).read_text())
     assert p.underage == raw["underaged_categories"] and p.animal == raw["animal_categories"]
+
+
+def test_prompt_lists_and_safety_concepts_ship_with_the_package(monkeypatch, tmp_path):
+    """Read from workbench/models/data by default (no heads folder, no outside folder needed)."""
+    from workbench.models import promptheads, prompts
+
+    monkeypatch.delenv("WORKBENCH_PROMPTS_DIR", raising=False)
+    monkeypatch.setenv("WORKBENCH_HEADS_DIR", str(tmp_path / "nothing-here"))
+    monkeypatch.setenv("WORKBENCH_OFFLINE", "1")
+    data = Path(workbench.__file__).parent / "models" / "data"
+    assert prompts.prompts_dir() == data and Path(laion400m_prompts().source).parent == data
+    names, t, special, ts = safety_concepts()
+    assert len(names) == 17 and len(special) == 6 and "safety_settings.yml" in str(promptheads.DATA / "safety_settings.yml")
+    for f in ("laion400m_clip_filter_prompts.json", "safety_settings.yml", "safety_settings.LICENSE.md", "README.md"):
+        assert (data / f).is_file(), f
+    assert "MIT" in (data / "safety_settings.LICENSE.md").read_text()
+    # the env override still works
+    alt = tmp_path / "alt"
+    alt.mkdir()
+    (alt / "laion400m_clip_filter_prompts.json").write_text(json.dumps({"nsfw_categories": ["x"] * 35,
+                                                                         "underaged_categories": [], "animal_categories": []}))
+    monkeypatch.setenv("WORKBENCH_PROMPTS_DIR", str(alt))
+    assert laion400m_prompts().nsfw == ["x"] * 35
+
+
+@needs_shared("prompts", "heads/laion_nsfw_detector/safety_settings.yml")
+def test_the_packaged_text_equals_the_reference_copies():
+    data = Path(workbench.__file__).parent / "models" / "data"
+    assert (data / "laion400m_clip_filter_prompts.json").read_bytes() == \
+        (SHARED / "data" / "prompts" / "laion400m_clip_filter_prompts.json").read_bytes()
+    assert (data / "safety_settings.yml").read_bytes() == \
+        (SHARED / "data" / "heads" / "laion_nsfw_detector" / "safety_settings.yml").read_bytes()
 
 
 def reference_rule(img, pn, pu, pa, captions):

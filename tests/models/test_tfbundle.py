@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import SHARED
+from conftest import SHARED, needs_shared
 from workbench.errors import WorkbenchError
 from workbench.models.tfbundle import (BundleError, TensorBundle, crc32c, mask_crc, parse_proto,
                                 read_bundle_from_zip, snappy_decompress)
@@ -14,6 +14,7 @@ from workbench.models.tfbundle import (BundleError, TensorBundle, crc32c, mask_c
 NSFW = SHARED / "data" / "heads" / "laion_nsfw_detector"
 L14 = NSFW / "clip_autokeras_binary_nsfw.zip"
 B32 = NSFW / "clip_autokeras_nsfw_b32.zip"
+needs_zips = needs_shared("heads/laion_nsfw_detector")
 V = "layer_with_weights-{}/{}/.ATTRIBUTES/VARIABLE_VALUE"
 
 
@@ -22,6 +23,7 @@ def test_crc32c_known_vector():
     assert crc32c(b"") == 0
 
 
+@needs_zips
 @pytest.mark.parametrize("path,dims", [(L14, [768, 64, 512, 256, 1]), (B32, [512, 32, 32, 1])])
 def test_bundle_lists_expected_variables(path, dims):
     b = read_bundle_from_zip(path)  # verify=True: block and tensor crc32c checked
@@ -42,6 +44,7 @@ def test_bundle_lists_expected_variables(path, dims):
     assert t["_CHECKPOINTABLE_OBJECT_GRAPH"].dtype == object
 
 
+@needs_zips
 def test_bundle_categorical_columns_match_reference():
     cols = lambda p: sorted(int(n.split("/")[2]) for n in read_bundle_from_zip(p).names()
                             if n.endswith("table-keys"))
@@ -56,6 +59,7 @@ def _members(path):
         return zf.read(idx), zf.read(data)
 
 
+@needs_zips
 def test_tensor_crc_mismatch_detected():
     index, data = _members(B32)
     good = TensorBundle(index, {0: data}, source="b32")
@@ -68,6 +72,7 @@ def test_tensor_crc_mismatch_detected():
     assert TensorBundle(index, {0: bytes(bad)}, verify=False).get(V.format(2, "kernel")).shape == (512, 32)
 
 
+@needs_zips
 def test_index_corruption_detected():
     index, data = _members(B32)
     with pytest.raises(BundleError, match="magic"):
@@ -78,6 +83,7 @@ def test_index_corruption_detected():
         TensorBundle(bytes(bad), {0: data})
 
 
+@needs_zips
 def test_truncated_shard_detected():
     index, data = _members(B32)
     b = TensorBundle(index, {0: data[: len(data) // 2]}, source="b32")
@@ -85,6 +91,7 @@ def test_truncated_shard_detected():
         b.tensors()
 
 
+@needs_zips
 def test_truncated_zip_names_file(tmp_path):
     bad = tmp_path / "cut.zip"
     bad.write_bytes(B32.read_bytes()[:50_000])

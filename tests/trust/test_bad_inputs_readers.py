@@ -16,7 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from badinput import refused, run_cli
-from conftest import IMAGES, make_datacomp, make_embeddings, make_parquet_only, make_webdataset
+from conftest import IMAGES, make_datacomp, make_embeddings, make_parquet_only, make_webdataset, needs_shared
+
+needs_photos = needs_shared("images/clip_retrieval")
 
 CAPTIONS = "rules: [{caption_length: {min_chars: 1}}]\n"  # reads the caption column
 SIMILARITY = "rules: [{column: similarity, min: 0.25}]\n"  # reads the similarity column only
@@ -380,6 +382,7 @@ def _embed_argv(tiny_clip, src, dst):
             "--batch-size", 8]
 
 
+@needs_photos
 @pytest.mark.parametrize("where", ["inside", "source"])
 def test_embed_refuses_a_symlink_loop(tiny_clip, tmp_path, where):
     src = tmp_path / "photos"

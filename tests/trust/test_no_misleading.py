@@ -12,10 +12,12 @@ import numpy as np
 import polars as pl
 import pytest
 from badinput import refused, run_cli
-from conftest import IMAGES, make_datacomp, make_embeddings, make_webdataset, stop_after
+from conftest import IMAGES, make_datacomp, make_embeddings, make_webdataset, needs_shared, stop_after
 
 import workbench
 from workbench.cli.main import REMOVED, main
+
+needs_rclip = needs_shared("images/rclip")
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -137,6 +139,7 @@ def test_resume_with_sidecars(tmp_path):
 
 
 # -- embed without weights --------------------------------------------------------------------------
+@needs_rclip
 def test_embed_refuses_random_weights_unless_asked(tiny_clip, tmp_path):
     from workbench.export.embed import embed
 

@@ -8,6 +8,7 @@ import argparse
 import workbench.cli.collections as collections
 import workbench.cli.curate as curate
 import workbench.cli.fetch as fetch
+import workbench.cli.heads as heads
 import workbench.cli.papers as papers
 import workbench.cli.search as search
 import workbench.cli.write as write
@@ -268,4 +269,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.add_argument("--model", help="DataComp pools: b32 or l14")
     s.set_defaults(func=search.cmd_map)
+
+    s = sub.add_parser("heads", help="the published detector heads: fetch their files now, or list them (cached or not)")
+    hs = s.add_subparsers(dest="heads_command", required=True)
+    h = hs.add_parser("fetch", help="fetch the files of all (or the named) heads into the heads folder, each checked "
+                                    "against its pinned sha256")
+    h.add_argument("names", nargs="*", metavar="NAME", help="head names (default: all; see `workbench heads list`)")
+    h.add_argument("--mirror", help="fetch from a mirror of the heads folder's layout (http(s)://, file:// or a folder) "
+                                    "instead of upstream (default: $WORKBENCH_HEADS_MIRROR)")
+    h.add_argument("--json", action="store_true")
+    h.set_defaults(func=heads.cmd_heads_fetch)
+    h = hs.add_parser("list", help="each head, its input width, whether its file is cached, and its upstream")
+    h.add_argument("--json", action="store_true")
+    h.set_defaults(func=heads.cmd_heads_list)
     return p

@@ -213,7 +213,7 @@ STOPWORDS = ("a", "an", "the", "of", "on", "in", "at", "with", "and", "or", "to"
              "this", "that", "it", "its", "as", "be", "my", "your", "our", "their", "his", "her", "into", "near",
              "under", "over", "s")
 
-# LAION-400M's 35 NSFW prompts (crawlingathome clip_filter.py, as in shared/data/prompts/): used to
+# LAION-400M's 35 NSFW prompts (crawlingathome clip_filter.py, as in workbench/models/data/): used to
 # compute the synthetic world's NSFW column exactly as the release computed its own. The missing comma
 # of the original ("insect" "fashion" -> "insectfashion") is kept, and so is the rule's off-by-one.
 LAION400M_NSFW_PROMPTS = (

@@ -2,12 +2,13 @@
 
 A :class:`Head` maps a float32 ``(n, d)`` array of L2-normalised CLIP image embeddings to a float32
 ``(n,)`` score; it refuses other widths with :class:`~workbench.errors.ModelMismatchError`. A
-missing head file is a :class:`~workbench.errors.HeadFileError`. The data directory defaults to
-``$WORKBENCH_HEADS_DIR`` or ``<repo>/../shared/data/heads``.
+missing head file is a :class:`~workbench.errors.HeadFileError`. :func:`head_path` finds a published
+head's file: in a folder given by the caller, else in the heads folder
+(``$WORKBENCH_HEADS_DIR``, default ``~/.cache/laion-workbench/heads``), fetched there on first use
+(:mod:`workbench.models.headfiles`).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -15,13 +16,20 @@ from typing import Callable
 import numpy as np
 
 from workbench.errors import HeadFileError, ModelMismatchError
+from workbench.models.headfiles import BY_REL, default_heads_dir, ensure_file  # noqa: F401  (re-exported)
 
 
-def default_heads_dir() -> Path:
-    env = os.environ.get("WORKBENCH_HEADS_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "data" / "heads"
+def head_path(rel: str, data_dir: str | Path | None = None) -> Path:
+    """The path of a published head's file (`rel`, its path inside a heads folder): under `data_dir`
+    when one is given (it must be there), else in the heads folder, fetched on first use."""
+    if data_dir is None:
+        return ensure_file(rel)
+    path = Path(data_dir) / rel
+    if not path.is_file():
+        f = BY_REL.get(rel)
+        hint = f" (`workbench heads fetch {f.name}` fetches it into the heads folder; upstream: {f.url})" if f else ""
+        raise HeadFileError("head file not found" + hint, path)
+    return path
 
 
 # ---------------------------------------------------------------- the scorer object

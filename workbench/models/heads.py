@@ -19,10 +19,11 @@ Registry::
 
 Heads: ``nsfw-l14``, ``nsfw-b32`` (p(unsafe)), ``aesthetic-v2-l14``, ``aesthetic-v1-b32``,
 ``aesthetic-v1-l14`` (score, about 1-10), ``q16-b32``, ``q16-l14`` (p(inappropriate)),
-``violence-b32``, ``violence-l14`` (margin; ``> 0`` means flagged). The data directory defaults
-to ``$WORKBENCH_HEADS_DIR`` or ``<repo>/../shared/data/heads``.
+``violence-b32``, ``violence-l14`` (margin; ``> 0`` means flagged). A head's file is read from the
+heads folder (``$WORKBENCH_HEADS_DIR``, default ``~/.cache/laion-workbench/heads``), where it is
+fetched on first use, checked against its pinned sha256 (:mod:`workbench.models.headfiles`;
+``workbench heads fetch`` fetches them ahead of time); or from a folder passed as ``data_dir``.
 """
-from __future__ import annotations
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-from workbench.errors import HeadFileError, ModelMismatchError, WorkbenchError  # noqa: F401  (re-exported)
+from workbench.errors import ConfigError, HeadFileError, ModelMismatchError, WorkbenchError  # noqa: F401  (re-exported)
 from workbench.models.headbase import Head, default_heads_dir  # noqa: F401  (re-exported)
 from workbench.models.mlpheads import (_linear_chain, _mlp_fn, _torch_state_dict,  # noqa: F401  (re-exported)
                                        aesthetic_v1, aesthetic_v2, load_safetensors_mlp, safetensors_head, torch_mlp)
@@ -80,9 +81,14 @@ def _build(name: str, data_dir: str) -> Head:
 
 
 def head(name: str, data_dir: str | Path | None = None) -> Head:
-    """Build (and cache) a registered head by name."""
+    """Build (and cache) a registered head by name: its file is read from `data_dir` when given, else
+    from the heads folder, fetched there first when it is missing."""
     if name not in HEADS:
-        raise WorkbenchError(f"unknown head {name!r}; known: {', '.join(sorted(HEADS))}")
+        raise ConfigError(f"unknown head {name!r}; known: {', '.join(sorted(HEADS))}")
+    if data_dir is None:
+        from workbench.models.headfiles import ensure_head
+
+        ensure_head(name)
     return _build(name, str(Path(data_dir) if data_dir else default_heads_dir()))
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.errors import HeadFileError
-from workbench.models.headbase import Head, _need_file, _sigmoid, default_heads_dir
+from workbench.errors import ConfigError, HeadFileError
+from workbench.models.headbase import Head, _need_file, _sigmoid, head_path
 
 
 def _torch_state_dict(path: Path) -> dict[str, np.ndarray]:
@@ -69,7 +69,7 @@ def _mlp_fn(chain, relu: bool = False, sigmoid: bool = False):
 def aesthetic_v2(data_dir: str | Path | None = None) -> Head:
     """Improved aesthetic predictor v2: Linear 768->1024->128->64->16->1, no activations
     (dropouts are identity at inference); keys ``layers.{0,2,4,6,7}``."""
-    path = Path(data_dir or default_heads_dir()) / "improved_aesthetic_predictor/sac+logos+ava1-l14-linearMSE.pth"
+    path = head_path("improved_aesthetic_predictor/sac+logos+ava1-l14-linearMSE.pth", data_dir)
     sd = _torch_state_dict(path)
     want = [f"layers.{i}.{p}" for i in (0, 2, 4, 6, 7) for p in ("weight", "bias")]
     missing = [k for k in want if k not in sd]
@@ -83,8 +83,8 @@ def aesthetic_v1(model: str = "l14", data_dir: str | Path | None = None) -> Head
     """LAION aesthetic predictor v1: one Linear(d, 1)."""
     names = {"b32": "sa_0_4_vit_b_32_linear.pth", "l14": "sa_0_4_vit_l_14_linear.pth"}
     if model not in names:
-        raise ValueError(f"aesthetic v1 model must be one of {sorted(names)}")
-    path = Path(data_dir or default_heads_dir()) / "laion_aesthetic_v1" / names[model]
+        raise ConfigError(f"aesthetic v1 model must be one of {sorted(names)}, got {model!r}")
+    path = head_path(f"laion_aesthetic_v1/{names[model]}", data_dir)
     chain = _linear_chain(_torch_state_dict(path), path)
     return Head(f"aesthetic-v1-{model}", chain[0][0].shape[0], _mlp_fn(chain), source=str(path))
 

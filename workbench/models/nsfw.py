@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.errors import HeadFileError
-from workbench.models.headbase import Head, _need_file, _sigmoid, default_heads_dir
+from workbench.errors import ConfigError, HeadFileError
+from workbench.models.headbase import Head, _need_file, _sigmoid, head_path
 from workbench.models.tfbundle import BundleError, _varint, parse_proto, read_bundle_from_zip, read_zip_member
 
 _NSFW_FILES = {"l14": ("laion_nsfw_detector/clip_autokeras_binary_nsfw.zip", 768),
@@ -132,21 +132,23 @@ def nsfw_detector(model: str = "l14", data_dir: str | Path | None = None,
     those of the indices, not of embedding values. So with ``categorical="lookup"`` (default)
     we reproduce that: the column value is the vocabulary index of ``"%f" % x`` or 0 when absent.
     Inputs that were float16 (as LAION's embedding dumps) hit the vocabulary; float32 values
-    usually miss and get 0. Unverified against TensorFlow: the Const-order -> column mapping
-    (we assume the tables appear in column order, as the layers are built) and exact ``%f``
-    rounding of every value. ``categorical="oov"`` feeds the constant 0 everywhere instead.
+    usually miss and get 0. The vocabularies are taken in Const order, one per categorical column
+    in column order. Checked against TensorFlow's own outputs (the ``serving_default`` signature of
+    both SavedModels, on float16, float32 and vocabulary-valued inputs; see
+    ``tests/models/test_nsfw_golden.py``): they agree within 1e-7. ``categorical="oov"`` feeds the
+    constant 0 everywhere instead (it is not what the released model computes).
     """
     if model not in _NSFW_FILES:
-        raise ValueError(f"nsfw model must be one of {sorted(_NSFW_FILES)}, got {model!r}")
+        raise ConfigError(f"nsfw model must be one of {sorted(_NSFW_FILES)}, got {model!r}")
     rel, dim = _NSFW_FILES[model]
-    return nsfw_detector_zip(Path(data_dir or default_heads_dir()) / rel, f"nsfw-{model}", categorical, dim)
+    return nsfw_detector_zip(head_path(rel, data_dir), f"nsfw-{model}", categorical, dim)
 
 
 def nsfw_detector_zip(path: str | Path, name: str | None = None, categorical: str = "lookup",
                       dim: int | None = None) -> Head:
     """The NSFW detector read from any copy of its SavedModel zip (see :func:`nsfw_detector`)."""
     if categorical not in ("lookup", "oov"):
-        raise ValueError("categorical must be 'lookup' or 'oov'")
+        raise ConfigError(f"categorical must be 'lookup' or 'oov', got {categorical!r}")
     path = _need_file(Path(path))
     name = name or Path(path).stem
     bundle = read_bundle_from_zip(path)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.errors import HeadFileError
-from workbench.models.headbase import Head, _need_file, default_heads_dir
+from workbench.errors import ConfigError, HeadFileError
+from workbench.models.headbase import Head, _need_file, head_path
+
+DATA = Path(__file__).resolve().parent / "data"  # text shipped with the package (see data/README.md)
 
 
 def _load_prompts(path: Path, dim: int | None = None) -> np.ndarray:
@@ -29,8 +31,8 @@ def q16(model: str = "l14", data_dir: str | Path | None = None) -> Head:
     images used as given (pass L2-normalised embeddings). ``head.probs(x)`` gives both columns."""
     sub = {"b32": "ViT-B-32", "l14": "ViT-L-14"}
     if model not in sub:
-        raise ValueError(f"q16 model must be one of {sorted(sub)}")
-    path = Path(data_dir or default_heads_dir()) / "q16" / sub[model] / "prompts.npy"
+        raise ConfigError(f"q16 model must be one of {sorted(sub)}, got {model!r}")
+    path = head_path(f"q16/{sub[model]}/prompts.npy", data_dir)
     p = _load_prompts(path)
     p = p / np.linalg.norm(p, axis=1, keepdims=True)
 
@@ -51,8 +53,8 @@ def violence(model: str = "l14", data_dir: str | Path | None = None) -> Head:
     ``argmax(img @ P.T) == 1``, i.e. score > 0. ``head.flagged(x)`` gives the boolean."""
     names = {"b32": "violence_detection_vit_b_32.npy", "l14": "violence_detection_vit_l_14.npy"}
     if model not in names:
-        raise ValueError(f"violence model must be one of {sorted(names)}")
-    path = Path(data_dir or default_heads_dir()) / "laion_nsfw_detector" / names[model]
+        raise ConfigError(f"violence model must be one of {sorted(names)}, got {model!r}")
+    path = head_path(f"laion_nsfw_detector/{names[model]}", data_dir)
     p = _load_prompts(path)
 
     def margin(x: np.ndarray) -> np.ndarray:
@@ -87,13 +89,16 @@ def prompt_pair_head(path: str | Path) -> Head:
 def safety_settings(data_dir: str | Path | None = None) -> dict[str, dict]:
     """``safety_settings.yml``: ``{group: {"concepts": {concept: cosine threshold}, "action": ...}}``.
 
-    The file is parsed and exposed only: the concept embeddings it is meant to be compared with
+    Read from `data_dir`'s ``laion_nsfw_detector/`` when a folder is given, else the copy shipped
+    with the package (``workbench/models/data/safety_settings.yml``, MIT, from
+    LAION-AI/CLIP-based-NSFW-Detector). The file is parsed and exposed only: the concept embeddings it is meant to be compared with
     (Stable Diffusion's safety checker style) are not shipped, so no scorer is built from it.
     Keys are coerced to ``str`` (YAML would read some concepts as numbers), thresholds to float.
     """
     import yaml
 
-    path = _need_file(Path(data_dir or default_heads_dir()) / "laion_nsfw_detector" / "safety_settings.yml")
+    path = _need_file(Path(data_dir) / "laion_nsfw_detector" / "safety_settings.yml" if data_dir
+                      else DATA / "safety_settings.yml")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

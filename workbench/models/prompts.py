@@ -20,7 +20,8 @@ import numpy as np
 from workbench.errors import PromptError, WorkbenchError  # noqa: F401  (PromptError re-exported)
 from workbench.io.files import sha256_file
 from workbench.io.kernels import unit_rows
-from workbench.models.heads import ModelMismatchError, default_heads_dir, safety_settings
+from workbench.models.heads import ModelMismatchError, safety_settings
+from workbench.models.promptheads import DATA
 
 unit = unit_rows  # float32 unit rows, zero rows stay zero (workbench.io.kernels.unit_rows)
 
@@ -148,8 +149,10 @@ def load_prompt_embedding(path: str | Path, dim: int | None) -> np.ndarray:
 
 # -- LAION-400M's zero-shot NSFW tag -----------------------------------------------------------------
 def prompts_dir() -> Path:
+    """``$WORKBENCH_PROMPTS_DIR``, else the folder of prompt lists shipped with the package
+    (``workbench/models/data``: ``laion400m_clip_filter_prompts.json``, see its README)."""
     env = os.environ.get("WORKBENCH_PROMPTS_DIR")
-    return Path(env) if env else default_heads_dir().parent / "prompts"
+    return Path(env) if env else DATA
 
 
 @dataclass
