@@ -7,10 +7,12 @@ Measured, best of --repeat, in the same run:
 - baseline 1, the bandwidth a plain copy reaches: every shard copied chunk by chunk into a reused
   buffer (`np.copyto`, 131,072 rows at a time);
 - baseline 2, the naive score: `emb.astype(np.float32) @ q` per shard (once: it is slow);
-- `workbench.scoring.scorers.dots` over the same chunks (the scoring kernel alone: fp16 `torch.mv`);
+- baseline 3, the reference: chunked fp16 `torch.mv` over the same memory map
+  (`workbench.scoring.scorers.dots`, 131,072 rows a chunk);
 - `compute(c, [PromptScorer(...)])` end to end with the row norms already cached (a second
-  prompt: the curator's case), and cold (norms computed too), cache writes off;
-checked against float64 scores of a sample. Targets: >= 10x naive, >= 0.60 of the copy bandwidth.
+  prompt: the curator's case), and cold (norms computed in the same pass, no cache);
+checked against float64 scores of a sample. Targets: warm >= 0.8 and cold >= 0.6 of the chunked
+`torch.mv` (and >= 10x naive).
 
     python benchmarks/bench_prompt.py            # full size (~1.5 GB written, deleted at the end)
     python benchmarks/bench_prompt.py --quick    # 2 x 100,000 rows
@@ -110,17 +112,19 @@ def run(root: Path, args, results: dict) -> None:
 
     rows = [("baseline: plain copy (np.copyto per chunk)", t_copy),
             ("baseline: naive emb.astype(np.float32) @ q", t_naive),
-            ("scoring kernel alone (fp16 torch.mv per chunk)", t_kernel),
+            ("baseline: chunked fp16 torch.mv (the reference)", t_kernel),
             ("compute(PromptScorer), norms cached", t_warm),
             ("compute(PromptScorer), cold (norms computed, no cache)", t_cold)]
     print(f"\n{'measurement':<58} {'time':>9} {'GB/s':>7} {'vs copy':>8} {'vs naive':>9}")
     for name, t in rows:
         print(f"{name:<58} {C.fmt_s(t):>9} {gbs(t):>7.2f} {gbs(t) / gbs(t_copy):>8.2f} {t_naive / t:>8.1f}x")
     print(f"\nmax |score - float64| on 2,000 rows: engine {err:.2e}, naive {naive_err:.2e}")
-    ok = t_naive / t_warm >= 10 and gbs(t_warm) / gbs(t_copy) >= 0.60
-    print(f"targets (>= 10x naive, >= 0.60 of copy bandwidth), norms cached: {'OK' if ok else 'MISSED'}")
+    warm_ratio, cold_ratio = t_kernel / t_warm, t_kernel / t_cold
+    ok = t_naive / t_warm >= 10 and warm_ratio >= 0.8 and cold_ratio >= 0.6
+    print(f"vs chunked torch.mv: warm {warm_ratio:.2f} (target >= 0.8), cold {cold_ratio:.2f} (target >= 0.6): "
+          f"{'OK' if ok else 'MISSED'}")
     results.update({"copy_s": t_copy, "naive_s": t_naive, "kernel_s": t_kernel, "warm_s": t_warm, "cold_s": t_cold,
-                    "bytes": nbytes, "max_abs_err": err, "ok": ok})
+                    "warm_vs_mv": warm_ratio, "cold_vs_mv": cold_ratio, "bytes": nbytes, "max_abs_err": err, "ok": ok})
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 import workbench
-from conftest import make_embeddings, unit_rows
+from conftest import make_embeddings, needs_shared, unit_rows
 from workbench.engine import make_engine
 from workbench.models.heads import ModelMismatchError, head
 from workbench.demo.textencoder import DemoText
@@ -15,6 +15,8 @@ from workbench.scoring.scorers import (HeadScorer, Laion400mScorer, LanguageScor
                                SimilarityScorer)
 from workbench.curation.apply import apply
 from workbench.scoring.compute import compute
+
+needs_heads = needs_shared("heads")
 
 
 def f64_unit(x):
@@ -68,6 +70,7 @@ def test_nan_and_zero_rows_score_null(tmp_path):
     assert df["p"].is_null().to_list() == [False] * 7 + [True, True, False]
 
 
+@needs_heads
 def test_heads_score_stored_unit_rows(demo_world, tmp_path):
     c = workbench.open_collection(demo_world)
     df = compute(c, [HeadScorer("nsfw", "nsfw-b32"), HeadScorer("aes", "aesthetic-v1-b32")], cache=False).collect()
@@ -91,6 +94,7 @@ def test_similarity_from_embeddings_matches_the_metadata(demo_world):
     np.testing.assert_allclose(df["sim"].to_numpy(), meta, atol=1e-5)
 
 
+@needs_heads
 def test_cache_is_reused_and_stale_shards_recomputed(demo_world, monkeypatch):
     c = workbench.open_collection(demo_world)
     scorers = lambda: [PromptScorer("p", texts=["a watermark"]), HeadScorer("h", "nsfw-b32")]  # noqa: E731
@@ -117,6 +121,7 @@ def test_cache_is_reused_and_stale_shards_recomputed(demo_world, monkeypatch):
     assert other.caches["p"] != first.caches["p"] and other.report["p"]["computed"] == 3
 
 
+@needs_heads
 def test_cache_can_live_elsewhere(demo_world, tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
     c = workbench.open_collection(demo_world)
@@ -125,6 +130,7 @@ def test_cache_can_live_elsewhere(demo_world, tmp_path, monkeypatch):
     assert compute(c, [HeadScorer("h", "nsfw-b32")]).report["h"]["cached"] == 3
 
 
+@needs_heads
 def test_bad_inputs_fail_before_any_work(demo_world, tmp_path):
     c = workbench.open_collection(demo_world)
     np.save(tmp_path / "q768.npy", np.ones(768, np.float32))
@@ -138,6 +144,7 @@ def test_bad_inputs_fail_before_any_work(demo_world, tmp_path):
     assert not (demo_world / ".workbench").exists()  # nothing was computed or cached
 
 
+@needs_heads
 def test_recipe_with_score_rules_replays_identically_from_its_file(demo_world, tmp_path):
     c = workbench.open_collection(demo_world)
     np.save(tmp_path / "dog.npy", DemoText(demo_world).encode_text(["a dog"])[0])
@@ -188,6 +195,7 @@ def _cache_files(world):
     return {str(p.relative_to(world)): p.read_bytes() for p in sorted((world / ".workbench").rglob("*.parquet"))}
 
 
+@needs_heads
 def test_an_engine_scores_and_caches_exactly_as_in_process(demo_world, pool):
     import shutil
 
@@ -223,6 +231,7 @@ def test_an_engine_scores_and_caches_exactly_as_in_process(demo_world, pool):
     assert third.collect().equals(values)
 
 
+@needs_heads
 def test_scorers_pickle_without_their_text_tower(demo_world):
     import pickle
 
@@ -239,6 +248,7 @@ def test_scorers_pickle_without_their_text_tower(demo_world):
     assert copy.head is None and copy._load().name == h.head.name  # loaded again where it runs
 
 
+@needs_heads
 def test_an_unpicklable_scorer_is_named_before_any_work(demo_world, pool):
     c = workbench.open_collection(demo_world)
     with pytest.raises(workbench.WorkbenchError, match="'h'.*without an engine"):
@@ -248,6 +258,7 @@ def test_an_unpicklable_scorer_is_named_before_any_work(demo_world, pool):
         assert compute(c, [HeadScorer("h", head("nsfw-b32"))], engine=engine, cache=False).collect().height == len(c)
 
 
+@needs_heads
 def test_apply_on_an_engine_selects_the_same_rows(demo_world, pool):
     r = Recipe.from_dict({"name": "mix", "rules": [
         {"prompt": "a watermark", "max": 0.2},
@@ -261,3 +272,38 @@ def test_apply_on_an_engine_selects_the_same_rows(demo_world, pool):
     assert 0 < sel.kept < len(c)
     assert np.array_equal(sel.kept_rows(), base.kept_rows()) and np.array_equal(sel.reason, base.reason)
     assert all(v["computed"] == 3 for v in sel.scores.values())
+
+
+@pytest.mark.parametrize("numba", [True, False])
+def test_one_pass_gives_prompt_scores_and_row_norms_cold_or_warm(tmp_path, numba, monkeypatch):
+    """fp16 stores: the compute pass gives every prompt's dots and, cold, the row norms at once. The
+    scores equal float64 cosines to 1e-6 cold and warm (norms from the cache), with or without numba
+    (without: torch's fp16 mv and the separate norm pass); rows holding inf, NaN or zeros get no score."""
+    import workbench.io.kernels as k
+
+    if not numba:
+        monkeypatch.setattr(k, "_tried", True)
+        monkeypatch.setattr(k, "_kernels", None)
+    root = make_embeddings(tmp_path / "c", rows=(700, 300), dim=64)
+    arr = np.load(root / "img_emb" / "img_emb_0.npy")
+    arr[3, 5], arr[4, 0], arr[5] = np.inf, np.nan, 0
+    np.save(root / "img_emb" / "img_emb_0.npy", arr)
+    c = workbench.open_collection(root)
+    q = unit_rows(2, 64, 3)
+    np.save(tmp_path / "q.npy", q[0])
+    np.save(tmp_path / "q2.npy", q)
+    x = all_rows(c)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ref = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ q.astype(np.float64).T
+    scorers = lambda: [PromptScorer("a", files=[str(tmp_path / "q.npy")]),  # noqa: E731
+                       PromptScorer("b", files=[str(tmp_path / "q2.npy")], reduce="mean")]
+    cold = compute(c, scorers(), cache_dir=tmp_path / "cache").collect()
+    warm = compute(c, scorers(), cache_dir=tmp_path / "cache", refresh=True).collect()  # norms read back
+    for got in (cold, warm):
+        assert got["a"][3:6].null_count() == 3 and got["a"].null_count() == 3
+        ok = np.ones(len(c), bool)
+        ok[3:6] = False
+        tol = 1e-6 if numba else 2e-3  # torch's fp16 mv rounds its output to fp16
+        np.testing.assert_allclose(got["a"].to_numpy()[ok], ref[ok, 0], atol=tol)
+        np.testing.assert_allclose(got["b"].to_numpy()[ok], ref[ok].mean(axis=1), atol=tol)
+    assert cold.equals(warm)

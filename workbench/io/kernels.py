@@ -49,6 +49,25 @@ def _numba_tiles():
     return k.tile_count, k.tile_scatter, k.tile_exact, k.pattern_presence
 
 
+def fused_dots_available(arr) -> bool:
+    """Whether :func:`fused_dots` runs on these stored embeddings (fp16, with numba)."""
+    return np.dtype(arr.dtype) == np.float16 and arr.ndim == 2 and _numba() is not None
+
+
+def fused_dots(raw: np.ndarray, q: np.ndarray, want_norms: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """One parallel pass over fp16 rows: ``(raw @ q.T`` as float32 ``(n, k)`` from the exact fp16
+    values, the row norms (float32, NaN where a row holds inf or NaN) when `want_norms`, else None)."""
+    from workbench.io import kernels_numba as k
+
+    n = raw.shape[0]
+    dots = np.empty((n, len(q)), np.float32)
+    norms = np.empty(n if want_norms else 0, np.float32)
+    if n:
+        k.dots_f16(np.ascontiguousarray(raw).view(np.uint16), np.ascontiguousarray(q, np.float32), dots, norms,
+                   want_norms)
+    return dots, (norms if want_norms else None)
+
+
 def _stats_numpy(arr: np.ndarray) -> RowStats:
     n, dim = arr.shape
     buf = np.empty((min(SUB_ROWS, max(n, 1)), dim), dtype=np.float64)

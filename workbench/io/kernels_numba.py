@@ -156,3 +156,41 @@ def tile_exact(sv, so, start, stop, qidx, lo, lo_incl, hi, hi_incl, passed):
             ok = x <= hi if hi_incl else x < hi
         if ok:
             passed[qidx[so[j]]] += 1
+
+
+# -- prompt scoring (workbench.scoring.compute) -------------------------------------------------------------
+DOT_BLOCK = 512  # rows per parallel block (each block unpacks its rows into its own buffer)
+
+
+@nb.njit(**_POPTS)
+def dots_f16(u, q, dots, norms, want_norms):
+    """One pass over fp16 rows (as uint16 bits): dots[i, k] = row i . q[k] (float32, the exact fp16
+    values), and, when `want_norms`, norms[i] = the row's L2 norm as row_stats computes it (float64
+    sum of squares; NaN where a value is inf or NaN). Rows in parallel blocks."""
+    n, d = u.shape
+    nq = q.shape[0]
+    for blk in nb.prange((n + DOT_BLOCK - 1) // DOT_BLOCK):
+        bits = np.empty(d, np.uint32)
+        f = bits.view(np.float32)
+        for i in range(blk * DOT_BLOCK, min(n, (blk + 1) * DOT_BLOCK)):
+            for j in range(d):
+                h = np.uint32(u[i, j])
+                bits[j] = ((h & np.uint32(0x8000)) << np.uint32(16)) | ((h & np.uint32(0x7FFF)) << np.uint32(13))
+            ss = 0.0
+            for j in range(d):
+                v = f[j] * MAGIC
+                f[j] = v
+                ss += np.float64(v) * np.float64(v)
+            if want_norms:
+                nrm = np.sqrt(ss)
+                if ss >= 4294967296.0:  # inf and NaN unpack to >= 65536 (fp16's largest number is 65504):
+                    for j in range(d):  # only then look at the exponents (a row with inf or NaN has no norm)
+                        if (np.uint32(u[i, j]) & np.uint32(0x7C00)) == np.uint32(0x7C00):
+                            nrm = np.nan
+                            break
+                norms[i] = nrm
+            for k in range(nq):
+                acc = np.float32(0.0)
+                for j in range(d):
+                    acc += f[j] * q[k, j]
+                dots[i, k] = acc

@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from workbench.errors import WorkbenchError
-from workbench.io.kernels import row_stats
+from workbench.io.kernels import fused_dots, fused_dots_available, row_stats
 from workbench.io.progress import CallbackBar, progress_bar
 from workbench.io.schema import ROW
 from workbench.scoring.scorecache import ScoreCache, cache_root
@@ -77,8 +77,25 @@ def _shard_norms(collection, kind: str, shard: int, cache: ScoreCache | None) ->
             n[s:s + CHUNK_ROWS] = row_stats(arr[s:s + CHUNK_ROWS]).norms
         if cache is not None:
             cache.store(shard, pl.DataFrame({cache_col(kind): n}))
-    valid = np.isfinite(n) & (n > 1e-12)
-    return n, valid
+    return n, _valid(n)
+
+
+def _valid(norms: np.ndarray) -> np.ndarray:
+    return np.isfinite(norms) & (norms > 1e-12)
+
+
+def _dot_queries(scorers: list[Scorer]) -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
+    """The prompt vectors of every scorer that only needs dot products (``dot_queries``), stacked,
+    and which columns of the result each scorer owns."""
+    blocks, owners, at = [], {}, 0
+    for s in scorers:
+        q = s.dot_queries() if hasattr(s, "dot_queries") else None
+        if q is not None:
+            blocks.append(np.asarray(q, np.float32))
+            owners[s.column] = (at, at + len(q))
+            at += len(q)
+    dim = blocks[0].shape[1] if blocks else 0
+    return (np.ascontiguousarray(np.concatenate(blocks)) if blocks else np.zeros((0, dim), np.float32)), owners
 
 
 def cache_col(kind: str) -> str:
@@ -246,13 +263,29 @@ def _score_shard(collection, i: int, pending: list[Scorer], frames, report, norm
         return
     kinds = sorted({k for s in emb for k in (("image", "text") if s.needs == "pair" else (s.needs,))})
     arrays = {k: collection.embeddings(i, k) for k in kinds}
-    norms = {k: _shard_norms(collection, k, i, norm_caches[k]) for k in kinds}
+    # fp16 stores (the release format) with numba: one parallel pass per chunk gives every prompt's
+    # dot products and, when they are not cached, the row norms (no separate norm pass)
+    fused = {k: _dot_queries([s for s in emb if s.needs == k]) for k in kinds if fused_dots_available(arrays[k])}
+    norms = {}
+    for k in kinds:
+        cached = norm_caches[k] is not None and norm_caches[k].state(i) == "fresh"
+        if k in fused and not cached:
+            norms[k] = (np.empty(local_rows, np.float32), None)  # filled chunk by chunk below
+        else:
+            norms[k] = _shard_norms(collection, k, i, norm_caches[k])
     out = {s.column: {c: [] for c in s.schema} for s in emb}
     for s in emb:
         s.begin_shard(collection, i)
     for a in range(0, local_rows, CHUNK_ROWS):
         b = min(a + CHUNK_ROWS, local_rows)
-        views = {k: ChunkView(int(collection.offsets[i]) + a, i, a, arrays[k][a:b], norms[k][0][a:b], norms[k][1][a:b])
+        dots = {}
+        for k, (queries, owners) in fused.items():
+            d, n = fused_dots(arrays[k][a:b], queries, norms[k][1] is None)
+            if n is not None:
+                norms[k][0][a:b] = n
+            dots.update({col: d[:, lo:hi] for col, (lo, hi) in owners.items()})
+        views = {k: ChunkView(int(collection.offsets[i]) + a, i, a, arrays[k][a:b], norms[k][0][a:b],
+                              _valid(norms[k][0][a:b]) if norms[k][1] is None else norms[k][1][a:b], dots)
                  for k in kinds}
         for s in emb:
             t0 = time.perf_counter()
@@ -260,6 +293,11 @@ def _score_shard(collection, i: int, pending: list[Scorer], frames, report, norm
             for c, v in res.items():
                 out[s.column][c].append(v)
             report[s.column]["seconds"] += time.perf_counter() - t0
+    for k in kinds:
+        if norms[k][1] is None:  # computed in the pass: cache them like _shard_norms does
+            if norm_caches[k] is not None:
+                norm_caches[k].store(i, pl.DataFrame({cache_col(k): norms[k][0]}))
+            norms[k] = (norms[k][0], _valid(norms[k][0]))
     for s in emb:
         valid = norms["image"][1] if s.needs == "pair" else norms[s.needs][1]
         if s.needs == "pair":

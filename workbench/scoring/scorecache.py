@@ -101,5 +101,5 @@ class ScoreCache:
         table = frame.to_arrow()
         info = {"key": self.key, "stamp": shard_stamp(self.collection, shard), "spec": self.spec}
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META: json.dumps(info, default=str).encode()})
-        # scores barely compress: keep it cheap
-        write_atomic(self.path(shard), lambda tmp: pq.write_table(table, tmp, compression="lz4"))
+        # float scores do not compress (lz4 saved ~1% and cost a third of a warm prompt's time)
+        write_atomic(self.path(shard), lambda tmp: pq.write_table(table, tmp, compression="none"))

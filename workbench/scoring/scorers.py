@@ -27,8 +27,10 @@ from workbench.models.prompts import (file_sha256, laion400m_prompts, laion400m_
 class ChunkView:
     """Rows ``start .. start+n`` of one shard: the stored array, row norms and validity; unit rows on demand."""
 
-    def __init__(self, start: int, shard: int, local: int, raw: np.ndarray, norms: np.ndarray, valid: np.ndarray):
+    def __init__(self, start: int, shard: int, local: int, raw: np.ndarray, norms: np.ndarray, valid: np.ndarray,
+                 dots: dict | None = None):
         self.start, self.shard, self.local, self.raw, self.norms, self.valid = start, shard, local, raw, norms, valid
+        self.dots = dots or {}  # column -> (n, k) raw @ q.T computed for scorers with dot_queries (compute's pass)
 
     @cached_property
     def unit(self) -> np.ndarray:
@@ -181,15 +183,26 @@ class PromptScorer(Scorer):
         return state
 
     def spec(self) -> dict:
-        s = {"scorer": "prompt", "reduce": self.reduce, "embeddings": self.embeddings,
+        s = {"scorer": "prompt", "version": 2, "reduce": self.reduce, "embeddings": self.embeddings,
              "texts": self.texts, "negatives": self.negatives, "files_sha256": self._files_sha}
         if self.texts or self.negatives:
             s["model"] = self._model if self._model is not None else self.encoder.identity
         return s
 
+    def dot_queries(self) -> np.ndarray | None:
+        """The vectors whose dot products with each row this scorer needs (prompts, then negatives):
+        on CPU the compute pass computes them for every such scorer at once; None on a GPU."""
+        if self.device != "cpu":
+            return None
+        return self.vectors if self.neg_vectors is None else np.concatenate([self.vectors, self.neg_vectors])
+
     def chunk(self, view: ChunkView) -> dict[str, np.ndarray]:
         q = self.vectors if self.neg_vectors is None else np.concatenate([self.vectors, self.neg_vectors])
-        s = dots(view.raw, q, self.device)
+        s = view.dots.get(self.column)
+        if s is None:
+            s = dots(view.raw, q, self.device)
+        elif len(q) > 1:
+            s = np.array(s)  # a copy: divided in place below
         with np.errstate(invalid="ignore", divide="ignore"):
             if len(q) == 1:
                 return {self.column: np.divide(s[:, 0], view.norms, dtype=np.float32)}
