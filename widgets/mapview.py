@@ -1,5 +1,6 @@
 """The map: a plotly scatter (WebGL) of a stratified sample of rows, coloured by cluster, by a
-score, or by kept/removed; lasso or box selection reports row ids."""
+score, or by kept/removed, over a density image of every row (kept blue, removed red, per pixel);
+lasso or box selection reports row ids; a zoom asks for the window's density again."""
 from __future__ import annotations
 
 import html
@@ -12,8 +13,10 @@ KEPT_COLORS = [[0.0, "#d62728"], [0.5, "#d62728"], [0.5, "#1f77b4"], [1.0, "#1f7
 
 
 class MapView:
-    def __init__(self, on_select, height: int = 520):
+    def __init__(self, on_select, height: int = 520, on_zoom=None):
         self.on_select = on_select
+        self.on_zoom = on_zoom
+        self.density_window = None
         self.data = None
         self.fig = go.FigureWidget(layout=go.Layout(
             height=height, margin=dict(l=10, r=10, t=30, b=10), dragmode="lasso", hovermode=False,
@@ -23,6 +26,7 @@ class MapView:
         # a lasso can overwrite the selection before it reaches the kernel
         self.fig.add_scattergl(x=[], y=[], mode="markers", marker=dict(size=3, opacity=0.7), hoverinfo="skip")
         self.fig.data[0].on_selection(self._selected)
+        self.fig.layout.on_change(self._zoomed, "xaxis.range", "yaxis.range")
         self.fig.add_class("wb-map")
         self.color_by = W.Dropdown(options=["cluster", "kept / removed"], value="kept / removed",
                                    description="colour", layout=W.Layout(width="260px"))
@@ -37,7 +41,8 @@ class MapView:
 
     # -- data ------------------------------------------------------------------------------------
     def set_data(self, data, kept: np.ndarray, scores: dict[str, np.ndarray]) -> None:
-        """Draw `data` (a workbench.curation.workspace.MapData); `kept` and `scores` are over all rows."""
+        """Draw `data` (a workbench.curation.workspace.MapData); `kept` is per drawn row (in
+        ``data.rows`` order), `scores` over all rows."""
         self.data = data
         self.scores = scores
         options = ["cluster", "kept / removed", *sorted(scores)]
@@ -78,13 +83,32 @@ class MapView:
         if mode == "cluster":
             t.marker.color, t.marker.colorscale, t.marker.showscale = self.data.cluster, "Turbo", False
         elif mode == "kept / removed":
-            t.marker.color = kept[self.data.rows].astype(np.uint8)
+            t.marker.color = np.asarray(kept).astype(np.uint8)
             t.marker.colorscale, t.marker.cmin, t.marker.cmax, t.marker.showscale = KEPT_COLORS, 0, 1, False
         else:
             v = np.asarray(self.scores[mode], dtype=np.float32)[self.data.rows]
             t.marker.color, t.marker.colorscale, t.marker.showscale = v, "Viridis", True
             t.marker.cmin, t.marker.cmax = float(np.nanmin(v)) if np.isfinite(v).any() else 0, \
                 float(np.nanmax(v)) if np.isfinite(v).any() else 1
+
+    # -- every row: the density image ------------------------------------------------------------
+    def show_density(self, raster) -> None:
+        """Put `raster` (a workbench.map.density.Raster, or None: no image) under the points."""
+        if raster is None:
+            self.fig.layout.images = []
+            self.density_window = None
+            return
+        x0, x1, y0, y1 = raster.window
+        self.density_window = raster.window
+        self.fig.layout.images = [dict(source=raster.data_uri(), xref="x", yref="y", x=x0, y=y1, sizex=x1 - x0,
+                                       sizey=y1 - y0, sizing="stretch", layer="below", opacity=1.0)]
+
+    def _zoomed(self, layout, xrange, yrange) -> None:
+        if self.on_zoom is None or self.density_window is None or xrange is None or yrange is None:
+            return
+        window = (float(min(xrange)), float(max(xrange)), float(min(yrange)), float(max(yrange)))
+        if window != self.density_window:
+            self.on_zoom(window)
 
     # -- selection -------------------------------------------------------------------------------
     def _selected(self, trace, points, selector) -> None:

@@ -45,11 +45,11 @@ class Workbench:
         self.projection_params = projection_params or {}
         self.messages = W.HTML()
         self.progress_bar = W.FloatProgress(min=0, max=1, description="", layout=W.Layout(width="240px", visibility="hidden"))
-        self.map = MapView(self._on_select)
+        self.map = MapView(self._on_select, on_zoom=self._on_zoom)
         self.filters = FilterPanel(self)
         self.gallery = Gallery(self)
         self.recipe_view = RecipeView(self)
-        self.map.color_by.observe(lambda ch: self.map.recolor(self.workspace.kept_mask()), names="value")
+        self.map.color_by.observe(lambda ch: self.map.recolor(self._kept_drawn()), names="value")
         details = W.Accordion(children=[self.recipe_view.box], titles=("recipe, save/load, export",))
         self.panel = W.VBox([
             W.HBox([self.map.box, self.filters.box], layout=W.Layout(flex_flow="row wrap", width="100%")),
@@ -81,7 +81,26 @@ class Workbench:
         self.filters.show_histogram(c.get("histogram"))
         self.gallery.update_sources()
         self.recipe_view.refresh()
-        self.map.recolor(self.workspace.kept_mask())
+        self.map.recolor(self._kept_drawn())
+        self._paint_density()
+
+    def _kept_drawn(self) -> np.ndarray:
+        """Kept or not, for the drawn points only (no pass over every row)."""
+        data = self.map.data
+        return self.workspace.kept_mask(data.rows) if data is not None else np.zeros(0, bool)
+
+    def _paint_density(self, window=None) -> None:
+        """The density image of every row (UMAP maps only), for `window` or the one shown."""
+        if self.map.data is None or self.map.data.method != "umap":
+            self.map.show_density(None)
+            return
+        self.map.show_density(self.workspace.density(window or self.map.density_window, **self.projection_params))
+
+    def _on_zoom(self, window) -> None:
+        try:
+            self._paint_density(window)
+        except Exception as exc:  # noqa: BLE001 - a zoom must never break the panel
+            self.say(f"density map: {exc}", error=True)
 
     def after_change(self, histogram=None) -> None:
         """After a slider move: histogram and recipe text now; map colours and the gallery's
@@ -98,7 +117,8 @@ class Workbench:
         self._recolor_timer.start()
 
     def _settle(self) -> None:
-        self.map.recolor(self.workspace.kept_mask())
+        self.map.recolor(self._kept_drawn())
+        self._paint_density()
         self.gallery.refresh()  # its kept / removed-by labels follow the new thresholds
 
     def flush(self) -> None:
@@ -144,7 +164,8 @@ class Workbench:
         cached = projection == "auto" and ws.projection_cached(**self.projection_params)
         first = "umap" if (cached or (projection == "umap" and not background)) else "pca"
         data = ws.map_data(self.max_points, projection=first, **self.projection_params)
-        self.map.set_data(data, ws.kept_mask(), self._scores())
+        self.map.set_data(data, ws.kept_mask(data.rows), self._scores())
+        self._paint_density()
         if first == "pca" and projection in ("auto", "umap"):
             if background:
                 self.umap_thread = threading.Thread(target=self._compute_umap, daemon=True, name="workbench-umap")
@@ -175,7 +196,8 @@ class Workbench:
             else:
                 self.workspace.compute_projection(progress=progress, **self.projection_params)
             data = self.workspace.map_data(self.max_points, projection="umap", **self.projection_params)
-            self.map.set_data(data, self.workspace.kept_mask(), self._scores())
+            self.map.set_data(data, self.workspace.kept_mask(data.rows), self._scores())
+            self._paint_density()
             self.map.status.value = ""
         except ProjectionCancelled:
             self.map.status.value = "UMAP cancelled: the quick view stays"

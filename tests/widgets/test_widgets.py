@@ -164,6 +164,30 @@ def test_umap_replaces_the_quick_view(demo_world):
     assert bg.map.data.method == "pca" and "PCA" in bg.map.info.value and bg.umap_thread is not None
     assert bg.wait_for_map(300) and bg.map.data.method == "umap" and "UMAP" in bg.map.info.value
     assert bg.map.status.value == ""
+    assert bg.map.fig.layout.images and bg.map.fig.layout.images[0].source.startswith("data:image/png")
+
+
+def test_every_row_is_on_the_map_as_a_density_image_that_follows_sliders_and_zoom(demo_world):
+    """The drawn points are a sample; the image under them counts all 6,000 rows (kept / removed),
+    repaints after a slider move, and re-rasters the window on a zoom."""
+    wb = Workbench(demo_world, max_points=300, projection="umap", background=False, recolor_delay=0,
+                   projection_params={"sample": 1500, "n_epochs": 30})
+    ws = wb.workspace
+    r = ws.density(**wb.projection_params)
+    assert r.rows == 6000 and r.kept.sum() == ws.counts()["kept"]  # every row, not the 300 drawn
+    first = wb.map.fig.layout.images[0].source
+    wb.filters.sliders[0].value = 0.33  # counts first; then points, gallery and image repaint
+    assert wb.map.fig.layout.images[0].source != first
+    assert ws.density(**wb.projection_params).kept.sum() == ws.counts()["kept"]
+    x0, x1, y0, y1 = wb.map.density_window
+    zoom = (x0, (x0 + x1) / 2, y0, (y0 + y1) / 2)
+    with wb.map.fig.batch_update():
+        wb.map.fig.layout.xaxis.range = zoom[:2]
+        wb.map.fig.layout.yaxis.range = zoom[2:]
+    assert wb.map.density_window == zoom
+    img = wb.map.fig.layout.images[0]
+    assert (img.x, img.y, img.sizex, img.sizey) == (zoom[0], zoom[3], zoom[1] - zoom[0], zoom[3] - zoom[2])
+    assert 0 < ws.density(zoom, **wb.projection_params).rows < 6000
 
 
 def test_mix_view_shows_the_weights_and_the_check(demo_world):

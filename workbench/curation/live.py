@@ -49,6 +49,17 @@ def _locked(method):
     return run
 
 
+def within(v: np.ndarray, lo, lo_incl: bool, hi, hi_incl: bool) -> np.ndarray:
+    """Values within the bounds (None: no bound; NaN fails), as :func:`~workbench.io.kernels.set_bit_bounds` tests them."""
+    with np.errstate(invalid="ignore"):
+        ok = v == v
+        if lo is not None:
+            ok &= (v >= lo) if lo_incl else (v > lo)
+        if hi is not None:
+            ok &= (v <= hi) if hi_incl else (v < hi)
+    return ok
+
+
 def _threshold_column(rule: Rule) -> str | None:
     """The numeric column a bounds-only rule compares, or None for other rules (its kind says:
     :meth:`~workbench.curation.rules.base.RuleKind.slider_column`)."""
@@ -91,6 +102,38 @@ class Live:
         are written first)."""
         self._flush()
         return self._packed
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held by every change and read; hold it around :meth:`kept_inputs` and their use."""
+        return self._lock
+
+    @_locked
+    def kept_inputs(self) -> tuple[np.ndarray, int, tuple | None]:
+        """What decides which rows are kept, without writing a drag's bit: ``(packed, mask,
+        pending)``; a row is kept when no `mask` bit of ``packed[row]`` is set and, when `pending`
+        ``(values, lo, lo_incl, hi, hi_incl)`` is given (a slider being dragged), its value is
+        within those bounds (None: no bound; NaN fails). For passes over every row that must not
+        wait for the drag's bit (the map's density raster)."""
+        k = len(self.recipe.rules)
+        mask = (1 << k) - 1
+        if self._pending is None:
+            return self._packed, mask, None
+        v, index, lo, lo_incl, hi, hi_incl = self._pending
+        return self._packed, mask & ~(1 << index), (v, lo, lo_incl, hi, hi_incl)
+
+    @_locked
+    def patterns_at(self, index) -> np.ndarray:
+        """The current fail patterns of the rows at positions `index` (a drag's pending bounds
+        applied to those rows only: nothing is written)."""
+        index = np.asarray(index, dtype=np.int64)
+        p = self._packed[index].copy()
+        if self._pending is not None:
+            v, i, lo, lo_incl, hi, hi_incl = self._pending
+            bit = np.uint16(1 << i)
+            p &= ~bit
+            p[~within(v[index], lo, lo_incl, hi, hi_incl)] |= bit
+        return p
 
     def _flush(self) -> None:
         if self._pending is not None:
@@ -234,9 +277,13 @@ class Live:
     @_locked
     def first_reason(self, index=None) -> np.ndarray:
         """Index of the first rule that removes each row (the lowest set bit of its fail pattern),
-        -1 when kept; for the row positions `index` only when given."""
-        self._flush()
-        p = (self._packed if index is None else self._packed[index]).astype(np.int64)
+        -1 when kept; for the row positions `index` only when given (then a drag's bit is not
+        written: only those rows are tested against its bounds)."""
+        if index is None:
+            self._flush()
+            p = self._packed.astype(np.int64)
+        else:
+            p = self.patterns_at(index).astype(np.int64)
         low = p & -p
         out = np.full(len(p), -1, np.int64)
         nz = low > 0

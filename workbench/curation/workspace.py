@@ -242,8 +242,13 @@ class Workspace:
     def counts(self, histogram_of: int | None = None) -> dict:
         return self.live.counts(histogram_of=histogram_of)
 
-    def kept_mask(self) -> np.ndarray:
-        return self.live.packed == 0
+    def kept_mask(self, rows=None) -> np.ndarray:
+        """Kept or not, per row id (all rows, or the row ids `rows` only: then a slider drag's
+        bounds are tested on those rows alone, no pass over the collection)."""
+        if rows is None:
+            return self.live.packed == 0
+        idx = np.searchsorted(self.live.rows, np.asarray(rows, dtype=np.int64))
+        return self.live.patterns_at(idx) == 0
 
     def warnings(self, counts: dict | None = None) -> list[str]:
         """What in the current outcome may mislead (a threshold outside every value of its column, a
@@ -307,6 +312,28 @@ class Workspace:
         from workbench.map.projection import start_projection_job
 
         return start_projection_job(self.collection, **params)
+
+    def density(self, window=None, size=None, **params):
+        """The density raster of *every* row on the UMAP map (kept and removed counts per pixel:
+        :class:`workbench.map.density.Raster`) for `window` ``(x0, x1, y0, y1)`` (None: the whole
+        map) at `size` (width, height); None while the map is not computed (the quick PCA view
+        places only the drawn rows). A repaint after a slider move is one pass over every row's
+        pixel and fail pattern (the drag's pending bounds included), never a kept mask."""
+        from workbench.map.density import DEFAULT_SIZE, DensityMap
+
+        size = tuple(size or DEFAULT_SIZE)
+        key = (size, tuple(sorted(params.items())))
+        dm = getattr(self, "_density", {}).get(key)
+        if dm is None:
+            if not self.projection_cached(**params):
+                return None
+            pos = self.compute_projection(**params)  # row order: the live counts' order
+            dm = DensityMap(pos["map_x"].to_numpy(), pos["map_y"].to_numpy(), size)
+            self._density = {key: dm}
+        with self.live.lock:
+            dm.set_window(window)
+            packed, mask, pending = self.live.kept_inputs()
+            return dm.raster(packed, mask, pending)
 
     def clusters(self, k: int | None = None) -> np.ndarray:
         from workbench.map.clusters import ClusterScorer

@@ -1,0 +1,42 @@
+"""numba kernels of :mod:`workbench.map.density` (imported lazily; compiled once, cached on disk)."""
+import numba as nb
+import numpy as np
+
+_OPTS = dict(nogil=True, cache=True, boundscheck=False, parallel=True)
+
+
+@nb.njit(**_OPTS)
+def pixels(x, y, x0, sx, y0, sy, w, h, out, bounds):
+    """out[r] = the pixel (row-major, y up) of point r in the window, -1 outside it or NaN."""
+    for c in nb.prange(bounds.shape[0] - 1):
+        for r in range(bounds[c], bounds[c + 1]):
+            xx, yy = x[r], y[r]
+            p = -1
+            if xx == xx and yy == yy:
+                i = np.int64(np.floor((xx - x0) * sx))
+                j = np.int64(np.floor((yy - y0) * sy))
+                if 0 <= i < w and 0 <= j < h:
+                    p = np.int32((h - 1 - j) * w + i)
+            out[r] = p
+
+
+@nb.njit(**_OPTS)
+def counts(pix, packed, mask, v, lo, lo_incl, hi, hi_incl, use_v, grids, bounds):
+    """grids[c, 0, p] / grids[c, 1, p]: rows of chunk c in pixel p kept / removed. A row is kept when
+    none of the `mask` bits of its fail pattern is set and, with `use_v`, its value v[r] is within
+    the bounds (NaN bounds absent, NaN values fail: the pending slider of a drag)."""
+    for c in nb.prange(bounds.shape[0] - 1):
+        g = grids[c]
+        for r in range(bounds[c], bounds[c + 1]):
+            p = pix[r]
+            if p < 0:
+                continue
+            ok = (packed[r] & mask) == 0
+            if ok and use_v:
+                x = v[r]
+                ok = x == x
+                if ok and lo == lo:
+                    ok = x >= lo if lo_incl else x > lo
+                if ok and hi == hi:
+                    ok = x <= hi if hi_incl else x < hi
+            g[0 if ok else 1, p] += 1
