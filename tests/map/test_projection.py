@@ -143,8 +143,8 @@ def test_invalid_rows_get_nan_and_the_rest_are_placed(tmp_path):
 
 
 def test_large_samples_find_neighbours_by_lists(demo_master, monkeypatch):
-    from workbench.map import projection
-    from workbench.map.projection import _Neighbours
+    from workbench.map import placement as projection
+    from workbench.map.placement import _Neighbours
 
     c = workbench.open_collection(demo_master)
     rows = sample_rows(c, 3000, seed=0)
@@ -163,7 +163,7 @@ def test_large_samples_find_neighbours_by_lists(demo_master, monkeypatch):
 
 
 def test_the_list_search_places_rows_too(tmp_path, monkeypatch):
-    from workbench.map import projection
+    from workbench.map import placement as projection
     c, bad = _nan_collection(tmp_path, rows=(1500, 1000, 500))
     monkeypatch.setattr(projection, "EXACT_PLACE_MAX", 100)
     info = {}
@@ -289,3 +289,21 @@ def test_a_projection_job_checks_its_parameters_before_starting(tmp_path):
 
 
 PROGRESS_ORDER = ["sample", "umap", "place", "done"]
+
+
+def test_placement_on_worker_processes_gives_the_same_bytes(tmp_path, monkeypatch):
+    """With an engine, each shard is placed by its own task (the placer read from a file, never a
+    pickle): the positions are byte-identical to placing here, exact or grouped search alike."""
+    from workbench.engine import make_engine
+    from workbench.map import placement
+
+    c, bad = _nan_collection(tmp_path, rows=(1500, 1000, 500))
+    for exact_max in (5000, 100):  # the exact search, then k-means lists
+        monkeypatch.setattr(placement, "EXACT_PLACE_MAX", exact_max)
+        info = {}
+        here = project(c, sample=1200, n_epochs=30, info=info)
+        with make_engine("local", 2) as engine:
+            there = project(c, sample=1200, n_epochs=30, engine=engine)
+        assert np.array_equal(here, there, equal_nan=True) and np.isnan(there[bad]).all(), info["neighbours"]
+    assert info["neighbours"].startswith("grouped")
+    assert not list(placement.Path(tmp_path).rglob(".placer-*"))  # the placer's file is removed

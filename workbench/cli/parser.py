@@ -268,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--progress", action="store_true", help="a bar per stage even when stderr is not a terminal")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.add_argument("--model", help="DataComp pools: b32 or l14")
+    _engine_args(s)
     s.set_defaults(func=search.cmd_map)
 
     s = sub.add_parser("heads", help="the published detector heads: fetch their files now, or list them (cached or not)")

@@ -33,15 +33,18 @@ def cmd_index(args) -> int:
 
 
 def cmd_map(args) -> int:
+    from workbench.engine import make_engine
     from workbench.io.progress import stage_progress
     from workbench.map.projection import map_collection
 
     c = open_from_args(args)
     progress = _print_progress if args.progress_json else stage_progress(show_progress(args))
     try:
-        out = map_collection(c, kind=args.kind, sample=args.sample, n_neighbors=args.n_neighbors,
-                             min_dist=args.min_dist, seed=args.seed, place_k=args.place_k, n_epochs=args.n_epochs,
-                             progress=progress)
+        with make_engine(args.engine, args.workers, args.address) as engine:
+            out = map_collection(c, kind=args.kind, sample=args.sample, n_neighbors=args.n_neighbors,
+                                 min_dist=args.min_dist, seed=args.seed, place_k=args.place_k,
+                                 n_epochs=args.n_epochs, progress=progress,
+                                 engine=None if args.engine == "local" and (args.workers or 1) == 1 else engine)
     finally:
         if hasattr(progress, "close"):
             progress.close()

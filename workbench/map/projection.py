@@ -31,7 +31,6 @@ stores them as nulls, like every other score.
 """
 from __future__ import annotations
 
-import math
 import warnings
 from importlib import metadata as _md
 
@@ -40,15 +39,13 @@ import polars as pl
 
 from workbench.io.collection import KINDS
 from workbench.errors import NoEmbeddingsError, ProjectionCancelled, WorkbenchError
-from workbench.scoring.kmeans import faiss_kmeans
+from workbench.map.placement import (EXACT_PLACE_MAX, PLACE_CHUNK_ROWS, PLACE_PROBE,  # noqa: F401 (re-exported)
+                                      PLACE_TEMPERATURE, Placer, place_task)
+from workbench.scoring.scorecache import cache_root
 from workbench.scoring.scorers import Scorer
 
 DEFAULT_SAMPLE = 50_000  # the most rows UMAP is fitted on by default (see default_sample)
 MIN_DEFAULT_SAMPLE = 20_000
-PLACE_CHUNK_ROWS = 65_536
-PLACE_TEMPERATURE = 0.05  # cosine units: a neighbour 0.05 less similar than the nearest weighs 1/e as much
-EXACT_PLACE_MAX = 5_000  # sample sizes up to this are searched exactly during placement (exact costs n x m)
-PLACE_PROBE = 8  # large samples: rows compared per query ~ PLACE_PROBE mean lists (nearest lists first)
 PROGRESS_STAGES = ("sample", "umap", "place", "done")
 VERSION = 1  # of the method: part of ProjectionScorer's spec (a change recomputes cached maps)
 
@@ -155,98 +152,6 @@ def _umap(x: np.ndarray, n_neighbors: int, min_dist: float, metric: str, seed: i
     return np.ascontiguousarray(y, dtype=np.float32)
 
 
-class _Neighbours:
-    """The `k` most cosine-similar sample rows of query rows.
-
-    Up to ``EXACT_PLACE_MAX`` sample rows: exact (faiss ``IndexFlatIP``, blocked BLAS). Larger
-    samples: the sample is split into ~2 sqrt(m) lists by spherical k-means (faiss); a query
-    is compared with the rows of the lists nearest to *its* nearest list's centroid (that list
-    first, then the next nearest while their rows stay within ``PLACE_PROBE`` mean list sizes:
-    big lists near many others would otherwise make the cost uneven). Queries are grouped by that list and the sample is stored sorted by list, so a group
-    costs a few matrix products against contiguous slices (BLAS speed, no gathering; faiss's
-    per-query inverted-file scan re-reads its lists from memory for every query and was ~10x
-    slower here)."""
-
-    def __init__(self, sample: np.ndarray, k: int, seed: int | None):
-        m, d = sample.shape
-        self.k = min(k, m)
-        self._flat = None
-        self.cand = None
-        self.method = "exact"
-        self.perm = np.arange(m)
-        self.sample = sample
-        if m <= EXACT_PLACE_MAX:
-            return
-        import torch
-
-        self.torch = torch
-        nlist = int(min(max(8, round(2 * math.sqrt(m))), max(1, m // 39)))
-        cent, own = faiss_kmeans(sample, nlist, niter=10, seed=seed or 0,
-                                 max_points_per_centroid=max(256, -(-m // nlist)), assign=True)
-        perm = np.argsort(own, kind="stable")  # the sample sorted by list: each list a contiguous slice
-        bounds = np.searchsorted(own[perm], np.arange(nlist + 1))
-        sizes = np.diff(bounds)
-        budget = PLACE_PROBE * m / nlist  # candidate rows per query: the cost of a search
-        near = np.argsort(-(cent @ cent.T), axis=1, kind="stable")
-        self.slices = []
-        for row in near:  # the nearest lists, own first, while they fit the budget (two at least)
-            row = row[sizes[row] > 0]
-            take = max(2, int(np.searchsorted(np.cumsum(sizes[row]), budget, side="right")))
-            self.slices.append([(int(bounds[j]), int(bounds[j + 1])) for j in row[:take]])
-        self.cand = [torch.from_numpy(np.concatenate([np.arange(a, b) for a, b in sl]) if sl else np.zeros(0, np.int64))
-                     for sl in self.slices]  # positions in the sorted sample of each list's candidates
-        self.cent = torch.from_numpy(cent)
-        self.perm = perm
-        self.sample = np.ascontiguousarray(sample[perm])  # the caller may drop its copy
-        self.sample_t = torch.from_numpy(self.sample)
-        self.method = f"grouped: {nlist} lists, ~{np.mean([len(c) for c in self.cand]):.0f} candidates"
-
-    @property
-    def flat(self):
-        """An exact index over the (sorted) sample, built on first use."""
-        if self._flat is None:
-            import faiss
-
-            self._flat = faiss.IndexFlatIP(self.sample.shape[1])
-            self._flat.add(self.sample)
-        return self._flat
-
-    def search(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(similarities, sample row indices), each (len(q), k), best first."""
-        if self.cand is None:
-            return self.flat.search(q, self.k)
-        torch, k = self.torch, self.k
-        sims = np.empty((len(q), k), np.float32)
-        idx = np.empty((len(q), k), np.int64)
-        qt = torch.from_numpy(q)
-        top = (qt @ self.cent.T).argmax(dim=1).numpy()
-        order = np.argsort(top, kind="stable")
-        bounds = np.searchsorted(top[order], np.arange(len(self.cand) + 1))
-        short = []
-        for j in np.flatnonzero(np.diff(bounds)):
-            sel = order[bounds[j]:bounds[j + 1]]
-            if len(self.cand[j]) < k:
-                short.append(sel)
-                continue
-            qg = qt[torch.from_numpy(sel)]
-            scores = torch.cat([qg @ self.sample_t[a:b].T for a, b in self.slices[j]], dim=1)
-            v, i = torch.topk(scores, k, dim=1)
-            sims[sel] = v.numpy()
-            idx[sel] = self.cand[j][i].numpy()
-        if short:  # candidate blocks smaller than k: those rows searched exactly
-            sel = np.concatenate(short)
-            sims[sel], idx[sel] = self.flat.search(np.ascontiguousarray(q[sel]), k)
-        return sims, self.perm[idx]
-
-
-def _place(sims: np.ndarray, idx: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """Similarity-weighted means (see the module docstring) of `pos` rows `idx` (n, k)."""
-    w = np.exp((sims - sims[:, :1]) / PLACE_TEMPERATURE)
-    w[idx < 0] = 0
-    p = pos[np.maximum(idx, 0)]  # (n, k, 2)
-    return (np.einsum("nk,nkc->nc", w, p) / w.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
 def default_sample(rows: int) -> int:
     """The default UMAP sample for a collection of `rows`: a fifth of the rows, at least 20,000 and
     at most 50,000 (100k rows: 20,000, a 10 s fit here; 1M and more: 50,000). The notebook and
@@ -256,9 +161,10 @@ def default_sample(rows: int) -> int:
 
 def project(collection, kind: str = "image", sample: int | None = None, n_neighbors: int = 15,
             min_dist: float = 0.1, metric: str = "cosine", seed: int | None = 0, place_k: int = 10,
-            n_epochs: int | None = None, progress=None, info: dict | None = None) -> np.ndarray:
+            n_epochs: int | None = None, progress=None, info: dict | None = None, engine=None) -> np.ndarray:
     """(len(collection), 2) float32 map positions of every row (see the module docstring); NaN for
-    invalid rows. `progress`: an optional ``callable(stage, fraction)``, called with stages
+    invalid rows. With an `engine` (:mod:`workbench.engine`) the placement runs one task per shard
+    (the fit stays here): the positions are byte-identical to a run without one. `progress`: an optional ``callable(stage, fraction)``, called with stages
     ``"sample"``, ``"umap"`` (fraction None: indeterminate), ``"place"`` (0..1), ``"done"``.
     `info`, when a dict, receives what was done: sample size, neighbour method, seconds per phase."""
     import time
@@ -297,25 +203,28 @@ def project(collection, kind: str = "image", sample: int | None = None, n_neighb
     out[rows] = fitted
     placed = 0
     method = "none"
-    if len(rows) < n:  # rows outside the sample (or invalid sampled rows): stream and place
-        nb = _Neighbours(x, place_k, seed)
+    if len(rows) < n:  # rows outside the sample (or invalid sampled rows): placed shard by shard
+        placer = Placer(x, place_k, seed, rows, fitted)
         del x  # the neighbour search keeps its own (sorted) copy when it needs one
-        method = nb.method
-        for ch in collection.iter_embeddings(kind, chunk_rows=PLACE_CHUNK_ROWS):
-            m = len(ch.data)
-            local = np.arange(ch.start, ch.start + m, dtype=np.int64)
-            j = np.searchsorted(rows, local)
-            in_sample = (j < len(rows)) & (rows[np.minimum(j, len(rows) - 1)] == local)
-            todo = ch.valid & ~in_sample
-            count = int(np.count_nonzero(todo))
-            if count > m // 2:  # most of the chunk: search it whole rather than copy the rows out
-                s, i = nb.search(ch.data)
-                out[ch.start:ch.start + m][todo] = _place(s[todo], i[todo], fitted)
-            elif count:
-                s, i = nb.search(np.ascontiguousarray(ch.data[todo]))
-                out[ch.start + np.flatnonzero(todo)] = _place(s, i, fitted)
-            placed += count
-            report("place", min(1.0, (ch.start + m) / n))
+        method = placer.nb.method
+        sizes = np.diff(collection.offsets)
+        done_rows = 0
+        if engine is None:
+            results = ((i, placer.place_shard(collection, i, kind)) for i in range(len(collection.shards)))
+        else:  # one task per shard; the workers read the placer from a file beside the collection's caches
+            state = placer.save(cache_root(collection))
+            tasks = [(collection, i, kind, str(state)) for i in range(len(collection.shards))]
+            results = ((tasks[j][1], res) for j, res in engine.map(place_task, tasks))
+        try:
+            for i, (pos, count) in results:
+                a, b = int(collection.offsets[i]), int(collection.offsets[i + 1])
+                out[a:b] = pos
+                placed += count
+                done_rows += int(sizes[i])
+                report("place", min(1.0, done_rows / n))
+        finally:
+            if engine is not None:
+                state.unlink(missing_ok=True)
     else:
         del x
     t3 = time.perf_counter()
@@ -341,9 +250,10 @@ class ProjectionScorer(Scorer):
 
     def __init__(self, kind: str = "image", sample: int | None = None, n_neighbors: int = 15,
                  min_dist: float = 0.1, seed: int | None = 0, place_k: int = 10, n_epochs: int | None = None,
-                 progress=None):
+                 progress=None, engine=None):
         self.kind, self.sample, self.n_neighbors, self.min_dist = kind, sample, n_neighbors, min_dist
         self.seed, self.place_k, self.n_epochs, self.progress = seed, place_k, n_epochs, progress
+        self.engine = engine  # placement per shard on it (not part of the spec: the bytes are the same)
         self.metric = "cosine"
         self.info: dict = {}
 
@@ -368,7 +278,7 @@ class ProjectionScorer(Scorer):
     def compute_all(self, collection, progress: bool = False) -> dict[str, np.ndarray]:
         xy = project(collection, kind=self.kind, sample=self.sample, n_neighbors=self.n_neighbors,
                      min_dist=self.min_dist, metric=self.metric, seed=self.seed, place_k=self.place_k,
-                     n_epochs=self.n_epochs, progress=self.progress, info=self.info)
+                     n_epochs=self.n_epochs, progress=self.progress, info=self.info, engine=self.engine)
         return {"map_x": xy[:, 0], "map_y": xy[:, 1]}
 
     def finish(self, arrays: dict[str, np.ndarray], valid: np.ndarray) -> pl.DataFrame:
@@ -576,10 +486,10 @@ def start_projection_job(collection, cache_dir=None, **params) -> ProjectionJob:
 
 def map_collection(collection, kind: str = "image", sample: int | None = None, n_neighbors: int = 15,
                    min_dist: float = 0.1, seed: int = 0, place_k: int = 10, n_epochs: int | None = None,
-                   progress=None) -> dict:
+                   progress=None, engine=None) -> dict:
     """What ``workbench map`` does: the 2-D map of every row (:class:`ProjectionScorer`), computed
     or read from the score cache beside the collection. `progress(stage, fraction=None)` is called
-    per step when given. Returns ``{"source", "rows", "cache": the map's cache folder, "report": its
+    per step when given; with an `engine`, placement runs one task per shard on it. Returns ``{"source", "rows", "cache": the map's cache folder, "report": its
     compute report (``cached`` says whether it was read), "seconds"}``."""
     import time
 
@@ -587,7 +497,7 @@ def map_collection(collection, kind: str = "image", sample: int | None = None, n
 
     t0 = time.perf_counter()
     s = ProjectionScorer(kind=kind, sample=sample, n_neighbors=n_neighbors, min_dist=min_dist, seed=seed,
-                         place_k=place_k, n_epochs=n_epochs, progress=progress)
+                         place_k=place_k, n_epochs=n_epochs, progress=progress, engine=engine)
     res = compute(collection, [s], cache=True)
     return {"source": str(collection.path), "rows": len(collection), "cache": str(res.caches["map_x"]),
             "report": res.report["map_x"], "seconds": round(time.perf_counter() - t0, 3)}

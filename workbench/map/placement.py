@@ -1,0 +1,212 @@
+"""Placing every row on a fitted map: the nearest sample rows of each row, and its position.
+
+:class:`Placer` holds what placement needs once UMAP is fitted (the sample's neighbour search,
+the sample's row ids and fitted positions) and places one shard at a time
+(:meth:`Placer.place_shard`); :func:`project` runs it shard by shard here, or, with an engine, as
+one task per shard (:func:`place_task`), the placer passed through a file beside the collection's
+caches (``Placer.save`` / ``Placer.load``: plain ``.npy`` arrays, never a pickle) so that no task
+carries the sample. Chunks never cross a shard, so both ways give the same bytes.
+"""
+from __future__ import annotations
+
+import math
+import secrets
+from pathlib import Path
+
+import numpy as np
+
+from workbench.io.files import write_atomic
+from workbench.scoring.kmeans import faiss_kmeans
+
+EXACT_PLACE_MAX = 5_000  # sample sizes up to this are searched exactly during placement (exact costs n x m)
+PLACE_PROBE = 8  # large samples: rows compared per query ~ PLACE_PROBE mean lists (nearest lists first)
+PLACE_CHUNK_ROWS = 65_536
+PLACE_TEMPERATURE = 0.05  # cosine units: a neighbour 0.05 less similar than the nearest weighs 1/e as much
+
+
+class _Neighbours:
+    """The `k` most cosine-similar sample rows of query rows.
+
+    Up to ``EXACT_PLACE_MAX`` sample rows: exact (faiss ``IndexFlatIP``, blocked BLAS). Larger
+    samples: the sample is split into ~2 sqrt(m) lists by spherical k-means (faiss); a query
+    is compared with the rows of the lists nearest to *its* nearest list's centroid (that list
+    first, then the next nearest while their rows stay within ``PLACE_PROBE`` mean list sizes:
+    big lists near many others would otherwise make the cost uneven). Queries are grouped by that list and the sample is stored sorted by list, so a group
+    costs a few matrix products against contiguous slices (BLAS speed, no gathering; faiss's
+    per-query inverted-file scan re-reads its lists from memory for every query and was ~10x
+    slower here)."""
+
+    def __init__(self, sample: np.ndarray, k: int, seed: int | None):
+        m, d = sample.shape
+        self.k = min(k, m)
+        self._flat = None
+        self.cand = None
+        self.method = "exact"
+        self.perm = np.arange(m)
+        self.sample = sample
+        if m <= EXACT_PLACE_MAX:
+            return
+        nlist = int(min(max(8, round(2 * math.sqrt(m))), max(1, m // 39)))
+        cent, own = faiss_kmeans(sample, nlist, niter=10, seed=seed or 0,
+                                 max_points_per_centroid=max(256, -(-m // nlist)), assign=True)
+        perm = np.argsort(own, kind="stable")  # the sample sorted by list: each list a contiguous slice
+        bounds = np.searchsorted(own[perm], np.arange(nlist + 1))
+        sizes = np.diff(bounds)
+        budget = PLACE_PROBE * m / nlist  # candidate rows per query: the cost of a search
+        near = np.argsort(-(cent @ cent.T), axis=1, kind="stable")
+        slices = []
+        for row in near:  # the nearest lists, own first, while they fit the budget (two at least)
+            row = row[sizes[row] > 0]
+            take = max(2, int(np.searchsorted(np.cumsum(sizes[row]), budget, side="right")))
+            slices.append([(int(bounds[j]), int(bounds[j + 1])) for j in row[:take]])
+        self._grouped(np.ascontiguousarray(sample[perm]), perm, cent, slices)  # the caller may drop its copy
+
+    def _grouped(self, sorted_sample: np.ndarray, perm: np.ndarray, cent: np.ndarray, slices: list) -> None:
+        import torch
+
+        self.torch = torch
+        self.slices = slices
+        self.cand = [torch.from_numpy(np.concatenate([np.arange(a, b) for a, b in sl]) if sl else np.zeros(0, np.int64))
+                     for sl in slices]  # positions in the sorted sample of each list's candidates
+        self.cent_np = cent
+        self.cent = torch.from_numpy(cent)
+        self.perm = perm
+        self.sample = sorted_sample
+        self.sample_t = torch.from_numpy(self.sample)
+        self.method = f"grouped: {len(cent)} lists, ~{np.mean([len(c) for c in self.cand]):.0f} candidates"
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The search as plain arrays (:meth:`from_arrays` rebuilds it exactly)."""
+        out = {"k": np.array(self.k), "perm": self.perm, "sample": self.sample}
+        if self.cand is not None:
+            out["cent"] = self.cent_np
+            out["slices"] = np.array([(j, a, b) for j, sl in enumerate(self.slices) for a, b in sl], np.int64).reshape(-1, 3)
+        return out
+
+    @classmethod
+    def from_arrays(cls, a: dict) -> "_Neighbours":
+        nb = cls.__new__(cls)
+        nb.k, nb._flat, nb.cand, nb.method = int(a["k"]), None, None, "exact"
+        nb.perm, nb.sample = np.asarray(a["perm"]), np.ascontiguousarray(a["sample"])
+        if "cent" in a:
+            cent = np.ascontiguousarray(a["cent"])
+            slices = [[] for _ in range(len(cent))]
+            for j, lo, hi in np.asarray(a["slices"]).tolist():
+                slices[j].append((lo, hi))
+            nb._grouped(nb.sample, nb.perm, cent, slices)
+        return nb
+
+    @property
+    def flat(self):
+        """An exact index over the (sorted) sample, built on first use."""
+        if self._flat is None:
+            import faiss
+
+            self._flat = faiss.IndexFlatIP(self.sample.shape[1])
+            self._flat.add(self.sample)
+        return self._flat
+
+    def search(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(similarities, sample row indices), each (len(q), k), best first."""
+        if self.cand is None:
+            return self.flat.search(q, self.k)
+        torch, k = self.torch, self.k
+        sims = np.empty((len(q), k), np.float32)
+        idx = np.empty((len(q), k), np.int64)
+        qt = torch.from_numpy(q)
+        top = (qt @ self.cent.T).argmax(dim=1).numpy()
+        order = np.argsort(top, kind="stable")
+        bounds = np.searchsorted(top[order], np.arange(len(self.cand) + 1))
+        short = []
+        for j in np.flatnonzero(np.diff(bounds)):
+            sel = order[bounds[j]:bounds[j + 1]]
+            if len(self.cand[j]) < k:
+                short.append(sel)
+                continue
+            qg = qt[torch.from_numpy(sel)]
+            scores = torch.cat([qg @ self.sample_t[a:b].T for a, b in self.slices[j]], dim=1)
+            v, i = torch.topk(scores, k, dim=1)
+            sims[sel] = v.numpy()
+            idx[sel] = self.cand[j][i].numpy()
+        if short:  # candidate blocks smaller than k: those rows searched exactly
+            sel = np.concatenate(short)
+            sims[sel], idx[sel] = self.flat.search(np.ascontiguousarray(q[sel]), k)
+        return sims, self.perm[idx]
+
+
+def _place(sims: np.ndarray, idx: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Similarity-weighted means (see the module docstring) of `pos` rows `idx` (n, k)."""
+    w = np.exp((sims - sims[:, :1]) / PLACE_TEMPERATURE)
+    w[idx < 0] = 0
+    p = pos[np.maximum(idx, 0)]  # (n, k, 2)
+    return (np.einsum("nk,nkc->nc", w, p) / w.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+class Placer:
+    """What placing rows needs once UMAP is fitted: the neighbour search over the sample, the
+    sample's row ids (sorted) and their fitted positions."""
+
+    def __init__(self, x: np.ndarray | None, k: int, seed: int | None, rows: np.ndarray, fitted: np.ndarray,
+                 nb: _Neighbours | None = None):
+        self.nb = nb if nb is not None else _Neighbours(x, k, seed)
+        self.rows, self.fitted = np.asarray(rows, np.int64), np.asarray(fitted, np.float32)
+
+    def place_shard(self, collection, i: int, kind: str) -> tuple[np.ndarray, int]:
+        """(positions of shard `i`'s rows (float32, NaN for invalid rows; sample rows at their
+        fitted positions), how many rows were placed)."""
+        a, b = int(collection.offsets[i]), int(collection.offsets[i + 1])
+        out = np.full((b - a, 2), np.nan, np.float32)
+        lo, hi = np.searchsorted(self.rows, [a, b])
+        out[self.rows[lo:hi] - a] = self.fitted[lo:hi]
+        placed = 0
+        rows = self.rows
+        for ch in collection.iter_embeddings(kind, chunk_rows=PLACE_CHUNK_ROWS, shards=[i]):
+            m = len(ch.data)
+            local = np.arange(ch.start, ch.start + m, dtype=np.int64)
+            j = np.searchsorted(rows, local)
+            in_sample = (j < len(rows)) & (rows[np.minimum(j, len(rows) - 1)] == local)
+            todo = ch.valid & ~in_sample
+            count = int(np.count_nonzero(todo))
+            at = ch.start - a
+            if count > m // 2:  # most of the chunk: search it whole rather than copy the rows out
+                s, idx = self.nb.search(ch.data)
+                out[at:at + m][todo] = _place(s[todo], idx[todo], self.fitted)
+            elif count:
+                s, idx = self.nb.search(np.ascontiguousarray(ch.data[todo]))
+                out[at + np.flatnonzero(todo)] = _place(s, idx, self.fitted)
+            placed += count
+        return out, placed
+
+    def save(self, folder: Path) -> Path:
+        """The placer as one ``.npz`` of plain arrays in `folder` (for tasks on other processes or
+        nodes: `folder` must be on a file system they share); the caller removes it."""
+        folder = Path(folder)
+        path = folder / f".placer-{secrets.token_hex(6)}.npz"
+        arrays = {**self.nb.arrays(), "rows": self.rows, "fitted": self.fitted}
+        folder.mkdir(parents=True, exist_ok=True)
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+        write_atomic(path, write)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Placer":
+        with np.load(path, allow_pickle=False) as z:
+            a = {k: z[k] for k in z.files}
+        return cls(None, 0, None, a["rows"], a["fitted"], nb=_Neighbours.from_arrays(a))
+
+
+_LOADED: dict[str, Placer] = {}  # per worker process: the placer of the current map, read once
+
+
+def place_task(task: tuple) -> tuple[np.ndarray, int]:
+    """An engine task: place shard `i` with the placer saved at `path`."""
+    collection, i, kind, path = task
+    placer = _LOADED.get(path)
+    if placer is None:
+        _LOADED.clear()
+        placer = _LOADED[path] = Placer.load(path)
+    return placer.place_shard(collection, i, kind)
