@@ -65,6 +65,15 @@ class Workbench:
         self._recolor_timer: threading.Timer | None = None
         self.refresh()
         self._draw_map(projection, background)
+        self._prepare_first_slider()
+
+    def _prepare_first_slider(self) -> None:
+        """On large collections, build the first slider's tile on a thread while the panel is shown
+        (the first move is then as fast as the next)."""
+        rules = self.workspace.threshold_rules()
+        if rules:
+            threading.Thread(target=self.workspace.prepare_slider, args=(rules[0][0],), daemon=True,
+                             name="workbench-slider").start()
 
     # -- display ---------------------------------------------------------------------------------
     def _ipython_display_(self):

@@ -151,10 +151,24 @@ def test_the_tile_memory_stays_within_its_budget():
                 tile_rows=0)
     live.set_bounds(0, min=0.31)
     tile = live._tile
-    per_row = tile.sv.nbytes + tile.so.nbytes  # 4 (the float32 value) + 2 (the other rules' pattern)
-    assert isinstance(tile, SliderTile) and per_row == 6 * n
+    per_row = tile.sv.nbytes + tile.so.nbytes + tile.rid.nbytes  # 4 value + 2 others pattern + 4 position
+    assert isinstance(tile, SliderTile) and per_row == 10 * n
     assert tile.nbytes() - per_row <= 8 * (1 << 22) + 8 * (1 << 16)  # the tables do not grow with the rows
     ties = int(f["similarity"].drop_nulls().value_counts()["count"].max())  # rounded values: rows that share one
     assert tile.starts[-1] == n and int(np.diff(tile.starts[:-1]).max()) <= ties  # a bin is at most one value's rows
     live.set_bounds(1, below=0.01)  # a skewed column without ties (most rows near 0) is split into ~n/4096-row bins
     assert int(np.diff(live._tile.starts[:-1]).max()) < n // 1000
+
+
+def test_a_grabbed_slider_answers_its_first_move_from_the_tile():
+    f = _tile_frame(30_000, 4, np.float32)
+    rec = Recipe.from_dict({"rules": [{"column": "similarity", "min": 0.3}, {"column": "punsafe", "below": 0.1}]})
+    live = Live(f, rec, tile_rows=0)
+    assert live.grab(0) and live._tile.index == 0 and live._tile.histogram is not None
+    tile = live._tile
+    live.set_bounds(0, min=0.32)
+    assert live._tile is tile  # not rebuilt by the move
+    got = live.counts(histogram_of=0)
+    ref = Live(f, Recipe(list(live.recipe.rules)), tile_rows=10**12).counts(histogram_of=0)
+    assert got == ref
+    assert not Live(f, rec).grab(0)  # small collections keep the one-pass path

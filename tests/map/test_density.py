@@ -76,3 +76,33 @@ def test_bad_windows_and_mismatched_rows_are_refused():
         dm.set_window((1.0, 0.0, 0.0, 1.0))
     with pytest.raises(WorkbenchError, match="fail patterns"):
         dm.raster(np.zeros(99, np.uint16), 1)
+
+
+@pytest.mark.parametrize("numba", [True, False])
+def test_a_drag_repaints_by_flipping_only_the_rows_between_the_thresholds(numba, monkeypatch):
+    """During a drag the raster is updated from the last one: rows in the slider tile's bins between
+    the old and new thresholds flip between kept and removed. The result equals a full raster."""
+    if not numba:
+        monkeypatch.setenv("WORKBENCH_NO_NUMBA", "1")
+    x, y, frame = _world(40_000, 3)
+    recipe = Recipe.from_dict({"rules": [{"column": "punsafe", "below": 0.7}, {"column": "similarity", "min": 0.3}]})
+    live = Live(frame, recipe, tile_rows=0)
+    dm = DensityMap(x, y, size=(50, 30))
+    live.set_bounds(1, min=0.3)
+    with live.lock:
+        packed, mask, pending = live.kept_inputs()
+        prev = dm.raster(packed, mask, pending)
+    tile, old = live._tile, pending[1:]
+    for bounds in ({"min": 0.305}, {"min": 0.29}, {"above": 0.29}, {"min": 0.29, "max": 0.33}, {"max": 0.31}):
+        live.set_bounds(1, **bounds)
+        with live.lock:
+            packed, mask, pending = live.kept_inputs()
+            full = dm.raster(packed, mask, pending)
+        a, b = tile.changed(old, pending[1:])
+        upd = dm.update(prev, tile, old, pending[1:])
+        if b - a < len(x) // 3:
+            assert upd is not None and b - a < len(x), bounds
+            assert np.array_equal(upd.kept, full.kept) and np.array_equal(upd.removed, full.removed), bounds
+        else:
+            assert upd is None
+        prev, old = full, pending[1:]

@@ -233,6 +233,22 @@ class Live:
         self.recipe.rules[index] = new
 
     @_locked
+    def grab(self, index: int) -> bool:
+        """Build threshold rule `index`'s slider tile now (from :data:`TILE_ROWS` rows on), so that
+        its first move is as fast as the next: what a panel does when it shows the slider. True
+        when a tile was built (or is there)."""
+        rule = self.recipe.rules[index]
+        column = _threshold_column(rule)
+        if column is None or len(self.rows) < self.tile_rows:
+            return False
+        if self._tile is None or self._tile.index != index:
+            self._drop_tile()
+            self._tile = SliderTile(self.values(column), self._packed, index, len(self.recipe.rules))
+            self._tile.histogram = live_counts(self._packed, len(self.recipe.rules), self._binned(column)[0],
+                                               index, self.n_bins)[2:]
+        return True
+
+    @_locked
     def set_rule(self, index: int, rule: Rule | dict) -> None:
         """Replace rule `index` by any rule whose columns are already loaded."""
         rule = rule if isinstance(rule, Rule) else Rule.parse(rule)

@@ -15,8 +15,9 @@ the recipe (the values are compared as :func:`workbench.io.kernels.set_bit_bound
 NaN fails, bounds absent when None). The histogram of rule *i*'s column (all rows, and the rows the
 other rules keep) does not depend on rule *i*'s bounds: it is computed once, at the build.
 
-Memory: the grouped values (the column's dtype: 4 bytes a row for float32 columns) and patterns
-(2 bytes a row); the table is at most :data:`TABLE_CELLS` cells (one per build chunk while it is
+Memory: the grouped values (the column's dtype: 4 bytes a row for float32 columns), patterns
+(2 bytes a row) and row positions (4 bytes a row: a map repaint flips only the rows whose state
+the move changed, :meth:`SliderTile.changed`); the table is at most :data:`TABLE_CELLS` cells (one per build chunk while it is
 built). The two passes of a build run on every core (numba threads), a chunk of rows each. The idea is Falcon's data tiles
 (Moritz, Howe, Heer, CHI 2019), here exact through the boundary bins.
 """
@@ -63,6 +64,7 @@ class SliderTile:
         self.nbins = nbins
         self.sv = np.empty(self.n, v.dtype)
         self.so = np.empty(self.n, np.uint16)
+        self.rid = np.empty(self.n, np.int32)  # each grouped row's position (the map's repaint reads it)
         if kern is not None and self.n:
             chunks = max(1, min(CHUNKS, self.n // CHUNK_ROWS))  # one per thread: the table is per chunk
             bounds = np.linspace(0, self.n, chunks + 1).astype(np.int64)
@@ -74,7 +76,7 @@ class SliderTile:
             self.starts = np.zeros(nbins + 2, np.int64)
             np.cumsum(rows.sum(axis=0), out=self.starts[1:])
             cursor = self.starts[:-1][None, :] + np.cumsum(rows, axis=0) - rows  # chunk c after chunks < c
-            kern[1](v, packed, self.others, bins, np.ascontiguousarray(cursor), self.sv, self.so, bounds)
+            kern[1](v, packed, self.others, bins, np.ascontiguousarray(cursor), self.sv, self.so, self.rid, bounds)
             del bins, per_chunk
         else:
             bins = np.searchsorted(self.interior, v, side="right").astype(np.int64)
@@ -86,6 +88,7 @@ class SliderTile:
             order = np.argsort(bins, kind="stable")
             self.sv[:] = v[order]
             self.so[:] = packed[order] & self.others
+            self.rid[:] = order
         self.cum = np.zeros((nbins + 1, p), np.int64)  # cum[b]: rows in finite bins < b, per pattern
         np.cumsum(counts[:nbins], axis=0, out=self.cum[1:])
         self.total = counts.sum(axis=0)
@@ -106,7 +109,7 @@ class SliderTile:
         return interior, lo, scale, lut
 
     def nbytes(self) -> int:
-        return (self.sv.nbytes + self.so.nbytes + self.cum.nbytes + self.total.nbytes + self.starts.nbytes
+        return (self.sv.nbytes + self.so.nbytes + self.rid.nbytes + self.cum.nbytes + self.total.nbytes + self.starts.nbytes
                 + self.qidx.nbytes + self.interior.nbytes)
 
     def passed(self, lo, lo_incl: bool, hi, hi_incl: bool) -> np.ndarray:
@@ -135,6 +138,28 @@ class SliderTile:
                             ok &= (x <= hi_f) if hi_incl else (x < hi_f)
                     np.add.at(out, self.qidx[self.so[a:z][ok]], 1)
         return out
+
+    def bin_of(self, t) -> int:
+        return int(np.searchsorted(self.interior, float(t), side="right"))
+
+    def changed(self, old: tuple, new: tuple) -> tuple[int, int]:
+        """The span ``[a, b)`` of grouped rows outside which no row's pass/fail under rule `index`
+        differs between bounds `old` and `new` (each ``(lo, lo_incl, hi, hi_incl)``): the bins
+        from the lower bounds' bins to each other, and from the upper bounds' bins to each other
+        (NaN rows never change); (0, 0) when nothing can."""
+        spans = []
+        for k in (0, 2):
+            x, y = old[k], new[k]
+            if x == y and old[k + 1] == new[k + 1]:
+                continue
+            edge = 0 if k == 0 else self.nbins - 1
+            bx = edge if x is None else min(max(self.bin_of(x), 0), self.nbins - 1)
+            by = edge if y is None else min(max(self.bin_of(y), 0), self.nbins - 1)
+            lo_b, hi_b = min(bx, by), max(bx, by)
+            spans.append((int(self.starts[lo_b]), int(self.starts[hi_b + 1])))
+        if not spans:
+            return 0, 0
+        return min(a for a, _ in spans), max(b for _, b in spans)
 
     def counts(self, lo, lo_incl: bool, hi, hi_incl: bool) -> tuple[np.ndarray, np.ndarray]:
         """(removed alone, removed in order) per rule with rule `index` at these bounds."""

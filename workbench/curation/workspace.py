@@ -131,6 +131,11 @@ class Workspace:
         self.live.set_bounds(index, **bounds)
         return self.counts(histogram_of=index)
 
+    def prepare_slider(self, index: int) -> bool:
+        """Get threshold rule `index` ready to be dragged (its slider tile, on large collections:
+        :meth:`workbench.curation.live.Live.grab`), so that its first move costs what the next do."""
+        return self.live.grab(index)
+
     def threshold_rules(self) -> list[tuple[int, str]]:
         """(index, column) of the rules a slider can move."""
         return [(i, c) for i, r in enumerate(self.recipe.rules) if (c := _threshold_column(r))]
@@ -333,7 +338,16 @@ class Workspace:
         with self.live.lock:
             dm.set_window(window)
             packed, mask, pending = self.live.kept_inputs()
-            return dm.raster(packed, mask, pending)
+            tile = self.live._tile if pending is not None else None
+            key = (dm, dm.window, self.live, tile)  # compared by identity: the same map, window, counts and drag
+            last = getattr(self, "_raster", None)
+            r = None
+            if tile is not None and last is not None and last[0] == key and last[1] is not None:
+                r = dm.update(last[2], tile, last[1], pending[1:])  # only the rows the move flipped
+            if r is None:
+                r = dm.raster(packed, mask, pending)
+            self._raster = (key, pending[1:] if pending is not None else None, r)
+            return r
 
     def clusters(self, k: int | None = None) -> np.ndarray:
         from workbench.map.clusters import ClusterScorer

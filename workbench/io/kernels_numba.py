@@ -131,9 +131,9 @@ def tile_count(v, packed, others, interior, lut, lo, scale, qidx, counts, bins_o
 
 
 @nb.njit(**_POPTS)
-def tile_scatter(v, packed, others, bins, cursor, sv, so, bounds):
-    """Pass 2: each row's value and other-rules pattern, grouped by bin; chunk c writes from its own
-    cursor row, so the rows of a bin stay in row order."""
+def tile_scatter(v, packed, others, bins, cursor, sv, so, rid, bounds):
+    """Pass 2: each row's value, other-rules pattern and position, grouped by bin; chunk c writes
+    from its own cursor row, so the rows of a bin stay in row order."""
     for c in nb.prange(bounds.shape[0] - 1):
         for r in range(bounds[c], bounds[c + 1]):
             b = bins[r]
@@ -141,6 +141,7 @@ def tile_scatter(v, packed, others, bins, cursor, sv, so, bounds):
             cursor[c, b] = j + 1
             sv[j] = v[r]
             so[j] = packed[r] & others
+            rid[j] = r
 
 
 @nb.njit(**_OPTS)

@@ -28,6 +28,17 @@ KEPT_RGB = np.array([0x1F, 0x77, 0xB4], np.float64)  # the map's kept blue
 REMOVED_RGB = np.array([0xD6, 0x27, 0x28], np.float64)  # and removed red
 
 
+def within(v: np.ndarray, lo, lo_incl: bool, hi, hi_incl: bool) -> np.ndarray:
+    """Values within the bounds (None: no bound; NaN fails), as the live counts test them."""
+    with np.errstate(invalid="ignore"):
+        ok = v == v
+        if lo is not None:
+            ok &= (v >= lo) if lo_incl else (v > lo)
+        if hi is not None:
+            ok &= (v <= hi) if hi_incl else (v < hi)
+    return ok
+
+
 def _threads() -> int:
     """Chunks for the parallel passes: one per numba thread (each has its own grid), at most CHUNKS."""
     k = _kernels()
@@ -152,14 +163,49 @@ class DensityMap:
         else:
             ok = (packed & np.uint16(mask)) == 0
             if v is not None:
-                with np.errstate(invalid="ignore"):
-                    inb = v == v
-                    if lo is not None:
-                        inb &= (v >= lo_f) if lo_incl else (v > lo_f)
-                    if hi is not None:
-                        inb &= (v <= hi_f) if hi_incl else (v < hi_f)
-                ok &= inb
+                ok &= within(v, lo, lo_incl, hi, hi_incl)
             on = self.pix >= 0
             g = np.stack([np.bincount(self.pix[on & ok], minlength=w * h),
                           np.bincount(self.pix[on & ~ok], minlength=w * h)]).astype(np.int64)
         return Raster(g[0].reshape(h, w), g[1].reshape(h, w), self.window)
+
+    def update(self, prev: Raster, tile, old: tuple, new: tuple) -> Raster | None:
+        """`prev` (this window's raster with the dragged rule at bounds `old`) with that rule at
+        bounds `new` (each ``(lo, lo_incl, hi, hi_incl)``, None: no bound): only the rows of `tile`
+        (:class:`workbench.curation.tiles.SliderTile`) in the bins between the old and new
+        thresholds are visited, and those whose state flips move between kept and removed. None
+        when that span is a third of the rows or more (a full :meth:`raster` is as cheap)."""
+        if prev.window != self.window or len(tile.rid) != len(self.pix):
+            return None
+        a, b = tile.changed(old, new)
+        if b - a >= len(self.pix) // 3:
+            return None
+        kept, removed = prev.kept.copy(), prev.removed.copy()
+        k = _kernels()
+        if b > a and k is not None:
+            w, h = self.size
+            chunks = max(1, min(_threads(), (b - a) // CHUNK_ROWS))
+            bounds = np.linspace(a, b, chunks + 1).astype(np.int64)
+            grids = np.zeros((chunks, 2, w * h), np.int32)
+            nan = float("nan")
+
+            def pair(t):
+                return np.array([nan if t[0] is None else float(t[0]), nan if t[2] is None else float(t[2])])
+
+            k.flips(tile.sv, tile.so, tile.rid, self.pix, pair(old), np.array([bool(old[1]), bool(old[3])]),
+                    pair(new), np.array([bool(new[1]), bool(new[3])]), grids, bounds)
+            g = grids.sum(axis=0, dtype=np.int64)
+            kept += g[0].reshape(h, w)
+            removed += g[1].reshape(h, w)
+        elif b > a:
+            sl = slice(a, b)
+            others_ok = tile.so[sl] == 0
+            p = self.pix[tile.rid[sl]]
+            x = tile.sv[sl]
+            flip = others_ok & (p >= 0) & (within(x, *old) != within(x, *new))
+            now = within(x, *new)[flip]
+            w, h = self.size
+            d = np.bincount(p[flip], weights=np.where(now, 1, -1), minlength=w * h).astype(np.int64).reshape(h, w)
+            kept += d
+            removed -= d
+        return Raster(kept, removed, self.window)

@@ -40,3 +40,36 @@ def counts(pix, packed, mask, v, lo, lo_incl, hi, hi_incl, use_v, grids, bounds)
                 if ok and hi == hi:
                     ok = x <= hi if hi_incl else x < hi
             g[0 if ok else 1, p] += 1
+
+
+@nb.njit(nogil=True, cache=True)
+def _within(x, lo, lo_incl, hi, hi_incl):
+    ok = x == x
+    if ok and lo == lo:
+        ok = x >= lo if lo_incl else x > lo
+    if ok and hi == hi:
+        ok = x <= hi if hi_incl else x < hi
+    return ok
+
+
+@nb.njit(**_OPTS)
+def flips(sv, so, rid, pix, old, old_incl, new, new_incl, grids, bounds):
+    """Rows bounds[c]..bounds[c+1] of a slider tile's grouped rows (value sv, other rules' pattern
+    so, position rid): a row the other rules keep whose pass under the dragged rule differs between
+    the `old` and `new` bounds ((lo, hi), NaN absent) moves between kept (grids[c, 0]) and removed
+    (grids[c, 1]) in its pixel."""
+    for c in nb.prange(bounds.shape[0] - 1):
+        g = grids[c]
+        for j in range(bounds[c], bounds[c + 1]):
+            if so[j] != 0:
+                continue
+            p = pix[rid[j]]
+            if p < 0:
+                continue
+            x = sv[j]
+            was = _within(x, old[0], old_incl[0], old[1], old_incl[1])
+            now = _within(x, new[0], new_incl[0], new[1], new_incl[1])
+            if was != now:
+                d = 1 if now else -1
+                g[0, p] += d
+                g[1, p] -= d
