@@ -229,6 +229,26 @@ def test_a_later_fetch_adds_parts_and_a_rerun_downloads_nothing(tmp_path, served
     assert again.files == r.files
 
 
+def test_a_second_fetch_into_the_same_folder_is_refused_while_one_runs(tmp_path, served):
+    """Two fetches writing one DST would race on its files: the second is refused at once, and
+    runs once the first is done (the lock dies with its holder, so a killed fetch leaves none)."""
+    from workbench.errors import WriteError
+    from workbench.io.staging import lock_destination
+
+    src = laion(tmp_path)
+    s = served(src)
+    dst = tmp_path / "dst"
+    fetch_release(s.url, dst, "0", retry_wait=0)
+    n = len(s.gets("img_emb/img_emb_1.npy"))
+    with lock_destination(dst, "fetch"):  # what a running fetch holds
+        with pytest.raises(WriteError, match="another"):
+            fetch_release(s.url, dst, "1", retry_wait=0)
+    assert len(s.gets("img_emb/img_emb_1.npy")) == n  # refused before any download
+    fetch_release(s.url, dst, "1", retry_wait=0)
+    check_parts(src, dst, [0, 1])
+    assert not (dst / ".staging").exists()
+
+
 def test_cli_json_prints_only_the_summary(tmp_path, served, capsys):
     src = laion(tmp_path)
     s = served(src)

@@ -41,6 +41,7 @@ from pathlib import Path
 from workbench.errors import IncompleteError, WorkbenchError
 from workbench.io.files import sha256_file, write_text_atomic
 from workbench.io.progress import progress_bar
+from workbench.io.staging import STAGING, lock_destination
 from workbench.io.releases import FileSpec, Release, release
 
 MANIFEST = "fetch.json"
@@ -398,7 +399,7 @@ def _check_dst(dst: Path, source: str) -> dict | None:
     m = _read_manifest(dst) if dst.exists() else None
     if m is not None and m.get("source") != source:
         raise WorkbenchError(f"holds a fetch of {m.get('source')!r}, not {source!r}: fetch into another folder", dst)
-    if m is None and dst.exists() and any(dst.iterdir()):
+    if m is None and dst.exists() and any(p.name != STAGING for p in dst.iterdir()):
         raise WorkbenchError("the destination is not empty and holds no fetch (fetch.json): use a new or empty folder",
                              dst)
     return m
@@ -437,23 +438,25 @@ def fetch_release(source, dst, parts=None, *, progress=False, retries: int = 5, 
     old = _check_dst(dst, name)  # before any request: a wrong folder is refused at once
     rel, chosen, files = plan(rel, parts, timeout=timeout)
     dst.mkdir(parents=True, exist_ok=True)
-    _write_manifest(dst, name, rel, chosen, [], old, finished=False)
-    old = _read_manifest(dst)
-    recorded = {r.get("path"): r for r in old.get("files", []) if isinstance(r, dict)}
-    have = sum(_size_on_disk(dst, f) for f in files)
-    total = sum(f.size or 0 for f in files)
-    bar = progress_bar(progress, max(total, have), f"fetch {name if len(name) < 30 else 'url'}", unit="B",
-                       initial=have, unit_scale=True)
-    done: list[dict] = []
-    try:
-        for f in files:
-            done.append(_fetch_file(f, dst, bar, timeout, retries, retry_wait, recorded.get(f.path)))
-    finally:
-        bar.close()
-        if done and len(done) < len(files):  # what finished is recorded; the rest resumes next time
-            _write_manifest(dst, name, rel, [], done, old, finished=False)
-    rows = len(open_collection(dst))
-    _write_manifest(dst, name, rel, chosen, done, old, finished=True, rows=rows)
+    with lock_destination(dst, f"fetch {name}"):  # a second fetch into DST is refused while this one runs
+        old = _check_dst(dst, name)  # again, under the lock
+        _write_manifest(dst, name, rel, chosen, [], old, finished=False)
+        old = _read_manifest(dst)
+        recorded = {r.get("path"): r for r in old.get("files", []) if isinstance(r, dict)}
+        have = sum(_size_on_disk(dst, f) for f in files)
+        total = sum(f.size or 0 for f in files)
+        bar = progress_bar(progress, max(total, have), f"fetch {name if len(name) < 30 else 'url'}", unit="B",
+                           initial=have, unit_scale=True)
+        done: list[dict] = []
+        try:
+            for f in files:
+                done.append(_fetch_file(f, dst, bar, timeout, retries, retry_wait, recorded.get(f.path)))
+        finally:
+            bar.close()
+            if done and len(done) < len(files):  # what finished is recorded; the rest resumes next time
+                _write_manifest(dst, name, rel, [], done, old, finished=False)
+        rows = len(open_collection(dst))
+        _write_manifest(dst, name, rel, chosen, done, old, finished=True, rows=rows)
     out = [{k: d[k] for k in ("path", "url", "size", "sha256")} for d in done]
     return FetchResult(name, dst, chosen, out, sum(d["size"] for d in done), rows,
                        downloaded=sum(d["downloaded"] for d in done), resumed=[d["path"] for d in done if d["resumed"]])
