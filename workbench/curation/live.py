@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 
 from workbench.errors import RecipeError
-from workbench.io.kernels import MAX_LIVE_RULES, live_counts, set_bit_bounds
+from workbench.io.kernels import MAX_LIVE_RULES, live_counts, set_bit_bounds, within
 from workbench.curation.recipe import Recipe, Rule, Selection
 from workbench.curation.tiles import SliderTile
 from workbench.curation.rules.base import BOUNDS as _BOUNDS
@@ -47,17 +47,6 @@ def _locked(method):
         with self._lock:
             return method(self, *args, **kwargs)
     return run
-
-
-def within(v: np.ndarray, lo, lo_incl: bool, hi, hi_incl: bool) -> np.ndarray:
-    """Values within the bounds (None: no bound; NaN fails), as :func:`~workbench.io.kernels.set_bit_bounds` tests them."""
-    with np.errstate(invalid="ignore"):
-        ok = v == v
-        if lo is not None:
-            ok &= (v >= lo) if lo_incl else (v > lo)
-        if hi is not None:
-            ok &= (v <= hi) if hi_incl else (v < hi)
-    return ok
 
 
 def _threshold_column(rule: Rule) -> str | None:

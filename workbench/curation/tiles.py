@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workbench.io.kernels import _numba_tiles, pattern_counts
+from workbench.io.kernels import _numba_tiles, pattern_counts, within
 
 MAX_BINS = 4096
 MIN_BINS = 64
@@ -129,13 +129,7 @@ class SliderTile:
                 if kern is not None:
                     kern[2](self.sv, self.so, a, z, self.qidx, lo_f, lo_incl, hi_f, hi_incl, out)
                 else:
-                    x = self.sv[a:z]
-                    with np.errstate(invalid="ignore"):
-                        ok = x == x
-                        if lo is not None:
-                            ok &= (x >= lo_f) if lo_incl else (x > lo_f)
-                        if hi is not None:
-                            ok &= (x <= hi_f) if hi_incl else (x < hi_f)
+                    ok = within(self.sv[a:z], lo, lo_incl, hi, hi_incl)
                     np.add.at(out, self.qidx[self.so[a:z][ok]], 1)
         return out
 

@@ -144,6 +144,19 @@ def normalize_rows(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 MAX_LIVE_RULES = 16
 
 
+def within(v: np.ndarray, lo, lo_incl: bool, hi, hi_incl: bool) -> np.ndarray:
+    """Values within the bounds (None: no bound; NaN fails): the test :func:`set_bit_bounds` and
+    the live counts, slider tiles and map raster apply (their numba kernels share
+    ``kernels_numba.within``)."""
+    with np.errstate(invalid="ignore"):
+        ok = v == v
+        if lo is not None:
+            ok &= (v >= lo) if lo_incl else (v > lo)
+        if hi is not None:
+            ok &= (v <= hi) if hi_incl else (v < hi)
+    return ok
+
+
 def set_bit_bounds(packed: np.ndarray, v: np.ndarray, bit: int, lo: float | None, lo_incl: bool,
                    hi: float | None, hi_incl: bool) -> None:
     """Bit `bit` of each row's fail pattern := the row's value fails the bounds (NaN fails)."""
@@ -152,12 +165,7 @@ def set_bit_bounds(packed: np.ndarray, v: np.ndarray, bit: int, lo: float | None
     if kern is not None and len(v):
         kern[3](packed, v, bit, nan if lo is None else lo, lo_incl, nan if hi is None else hi, hi_incl)
         return
-    with np.errstate(invalid="ignore"):
-        ok = v == v
-        if lo is not None:
-            ok &= (v >= lo) if lo_incl else (v > lo)
-        if hi is not None:
-            ok &= (v <= hi) if hi_incl else (v < hi)
+    ok = within(v, lo, lo_incl, hi, hi_incl)
     mask = np.uint16(1 << bit)
     packed &= ~mask
     packed |= (~ok).astype(np.uint16) << np.uint16(bit)

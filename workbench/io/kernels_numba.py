@@ -57,18 +57,25 @@ def normalize_f16(u, out, valid):
                 out[i, j] = 0.0
 
 
+@nb.njit(nogil=True, cache=True)
+def within(x, lo, lo_incl, hi, hi_incl):
+    """x within the bounds (NaN bounds are absent; a NaN value fails): the one test of every live
+    count, tile and map kernel."""
+    ok = x == x
+    if ok and lo == lo:
+        ok = x >= lo if lo_incl else x > lo
+    if ok and hi == hi:
+        ok = x <= hi if hi_incl else x < hi
+    return ok
+
+
 @nb.njit(**_OPTS)
 def set_bit_bounds(packed, v, bit, lo, lo_incl, hi, hi_incl):
     """Set bit `bit` of packed[r] where v[r] fails the bounds (NaN bounds are absent; NaN values fail)."""
     mask = np.uint16(1) << np.uint16(bit)
     keep_bits = ~mask
     for r in range(v.shape[0]):
-        x = v[r]
-        ok = x == x
-        if ok and lo == lo:
-            ok = x >= lo if lo_incl else x > lo
-        if ok and hi == hi:
-            ok = x <= hi if hi_incl else x < hi
+        ok = within(v[r], lo, lo_incl, hi, hi_incl)
         packed[r] = (packed[r] & keep_bits) | (np.uint16(0) if ok else mask)
 
 
@@ -149,13 +156,7 @@ def tile_exact(sv, so, start, stop, qidx, lo, lo_incl, hi, hi_incl, passed):
     """Rows start..stop of the grouped values: passed[pattern index] += rows within the bounds (NaN
     bounds are absent; NaN values fail)."""
     for j in range(start, stop):
-        x = sv[j]
-        ok = x == x
-        if ok and lo == lo:
-            ok = x >= lo if lo_incl else x > lo
-        if ok and hi == hi:
-            ok = x <= hi if hi_incl else x < hi
-        if ok:
+        if within(sv[j], lo, lo_incl, hi, hi_incl):
             passed[qidx[so[j]]] += 1
 
 

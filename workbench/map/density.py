@@ -20,23 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from workbench.errors import WorkbenchError
+from workbench.io.kernels import within
 
 DEFAULT_SIZE = (640, 420)  # pixels (width, height)
 CHUNK_ROWS = 250_000  # the fewest rows a parallel chunk has
 CHUNKS = 8
 KEPT_RGB = np.array([0x1F, 0x77, 0xB4], np.float64)  # the map's kept blue
 REMOVED_RGB = np.array([0xD6, 0x27, 0x28], np.float64)  # and removed red
-
-
-def within(v: np.ndarray, lo, lo_incl: bool, hi, hi_incl: bool) -> np.ndarray:
-    """Values within the bounds (None: no bound; NaN fails), as the live counts test them."""
-    with np.errstate(invalid="ignore"):
-        ok = v == v
-        if lo is not None:
-            ok &= (v >= lo) if lo_incl else (v > lo)
-        if hi is not None:
-            ok &= (v <= hi) if hi_incl else (v < hi)
-    return ok
 
 
 def _threads() -> int:

@@ -2,6 +2,8 @@
 import numba as nb
 import numpy as np
 
+from workbench.io.kernels_numba import within
+
 _OPTS = dict(nogil=True, cache=True, boundscheck=False, parallel=True)
 
 
@@ -33,23 +35,8 @@ def counts(pix, packed, mask, v, lo, lo_incl, hi, hi_incl, use_v, grids, bounds)
                 continue
             ok = (packed[r] & mask) == 0
             if ok and use_v:
-                x = v[r]
-                ok = x == x
-                if ok and lo == lo:
-                    ok = x >= lo if lo_incl else x > lo
-                if ok and hi == hi:
-                    ok = x <= hi if hi_incl else x < hi
+                ok = within(v[r], lo, lo_incl, hi, hi_incl)
             g[0 if ok else 1, p] += 1
-
-
-@nb.njit(nogil=True, cache=True)
-def _within(x, lo, lo_incl, hi, hi_incl):
-    ok = x == x
-    if ok and lo == lo:
-        ok = x >= lo if lo_incl else x > lo
-    if ok and hi == hi:
-        ok = x <= hi if hi_incl else x < hi
-    return ok
 
 
 @nb.njit(**_OPTS)
@@ -67,8 +54,8 @@ def flips(sv, so, rid, pix, old, old_incl, new, new_incl, grids, bounds):
             if p < 0:
                 continue
             x = sv[j]
-            was = _within(x, old[0], old_incl[0], old[1], old_incl[1])
-            now = _within(x, new[0], new_incl[0], new[1], new_incl[1])
+            was = within(x, old[0], old_incl[0], old[1], old_incl[1])
+            now = within(x, new[0], new_incl[0], new[1], new_incl[1])
             if was != now:
                 d = 1 if now else -1
                 g[0, p] += d

@@ -89,7 +89,7 @@ def _dot_queries(scorers: list[Scorer]) -> tuple[np.ndarray, dict[str, tuple[int
     and which columns of the result each scorer owns."""
     blocks, owners, at = [], {}, 0
     for s in scorers:
-        q = s.dot_queries() if hasattr(s, "dot_queries") else None
+        q = s.dot_queries()
         if q is not None:
             blocks.append(np.asarray(q, np.float32))
             owners[s.column] = (at, at + len(q))

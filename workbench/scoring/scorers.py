@@ -111,6 +111,11 @@ class Scorer:
     def begin_shard(self, collection, shard: int) -> None:
         pass
 
+    def dot_queries(self) -> np.ndarray | None:
+        """The ``(k, d)`` vectors whose dot products with each stored row are all this scorer reads
+        of the embeddings (the compute pass then gives them in ``view.dots``); None for the others."""
+        return None
+
     def chunk(self, view: ChunkView) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
