@@ -12,7 +12,7 @@ CLI = Path(__file__).resolve().parents[2] / "workbench" / "cli"
 
 VERBS = {
     "collections.py": {"cmd_info", "cmd_validate", "cmd_verify", "cmd_demo"},
-    "curate.py": {"cmd_apply", "cmd_score"},
+    "curate.py": {"cmd_apply", "cmd_diff", "cmd_score"},
     "write.py": {"cmd_export", "cmd_embed"},
     "papers.py": {"cmd_sample", "cmd_pairs", "cmd_audit", "cmd_mix"},
     "search.py": {"cmd_neighbors", "cmd_index", "cmd_map"},
@@ -28,7 +28,7 @@ ARGUMENT_HELPERS = {
 }
 PRINTING_HELPERS = {
     "collections.py": {"_validate_json"},
-    "curate.py": {"_print_apply", "_print_score"},
+    "curate.py": {"_print_apply", "_print_clusters", "_printable", "_print_diff", "_print_score"},
     "write.py": {"_print_embed"},
     "papers.py": {"_print_audit", "_print_mix"},
     "search.py": {"_print_progress"},

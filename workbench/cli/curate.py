@@ -1,4 +1,5 @@
-"""``workbench apply | score``: applying a recipe (and writing what it keeps), computing score columns."""
+"""``workbench apply | diff | score``: applying a recipe (and writing what it keeps), two recipes compared,
+computing score columns."""
 from __future__ import annotations
 
 import json
@@ -34,7 +35,7 @@ def cmd_apply(args) -> int:
                                cache=not args.no_cache, device=args.device, recipe_text=recipe_text(args.recipe),
                                reasons=args.reasons, rows_per_shard=args.rows_per_shard,
                                samples_per_tar=args.samples_per_tar, engine=engine, progress=show_progress(args),
-                               warn=lambda w: print(f"warning: {w}", file=sys.stderr))
+                               warn=lambda w: print(f"warning: {w}", file=sys.stderr), by_cluster=args.by_cluster)
     out = {**res["report"], "seconds": round(time.perf_counter() - t0, 3)}
     if args.json:
         print(json.dumps(out))
@@ -49,6 +50,8 @@ def _print_apply(out: dict) -> None:
     print(f"  {'rule':<{w}}  {'alone':>10}  {'in order':>10}  {'remaining':>10}")
     for r in out["rules"]:
         print(f"  {r['rule']:<{w}}  {r['removed_alone']:>10,}  {r['removed_in_order']:>10,}  {r['remaining']:>10,}")
+    if "clusters" in out:
+        _print_clusters(out)
     if out["skipped_shards"]:
         print(f"{len(out['skipped_shards'])} broken shard(s) skipped (listed above and in the manifest)")
     if "out" not in out:
@@ -62,6 +65,62 @@ def _print_apply(out: dict) -> None:
     if wds and wds.get("no_image"):
         print(f"  webdataset: {wds['samples']:,} samples; {wds['no_image']:,} kept rows have no image in the source "
               "(status no_image in the tars' parquet)")
+
+
+def _print_clusters(out: dict) -> None:
+    share = out["removed"] / out["rows"] if out["rows"] else 0.0
+    print(f"per map cluster (overall {100 * share:.1f}% removed; 95% interval; departure: the gap between the "
+          "interval and the overall share, 0 when it holds it):")
+    print(f"  {'cluster':>7}  {'rows':>9}  {'removed':>9}  {'share':>6}  {'interval':>13}  {'departure':>9}  label")
+    for c in out["clusters"]:
+        print(f"  {c['cluster']:>7}  {c['rows']:>9,}  {c['removed']:>9,}  {100 * c['removed_share']:>5.1f}%  "
+              f"{100 * c['share_low']:>5.1f}-{100 * c['share_high']:>5.1f}%  {100 * c['departure']:>+8.1f}%  "
+              f"{_printable(c['label'])}")
+
+
+def _printable(text, width: int = 60) -> str:
+    """Web text for a terminal: control characters shown as spaces, whitespace runs as one, cut at `width`."""
+    if text is None:
+        return ""
+    s = " ".join("".join(ch if ch.isprintable() else " " for ch in str(text)).split())
+    return s if len(s) <= width else s[:width - 1] + "…"
+
+
+def cmd_diff(args) -> int:
+    from workbench.curation.compare import compare_recipes
+
+    ra, rb = load_recipe(args.recipe_a), load_recipe(args.recipe_b)  # bad recipes fail before anything is opened
+    c = open_from_args(args)
+    out = compare_recipes(c, ra, rb, sample=args.sample, seed=args.seed, encoder=encoder_from_args(args, c),
+                          device=args.device, progress=show_progress(args))
+    for w in out["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        _print_diff(out)
+    return EXIT_OK
+
+
+def _print_diff(out: dict) -> None:
+    a, b, n = out["a"], out["b"], out["rows"]
+    print(f"A = {a['recipe']}: {a['kept']:,} of {n:,} rows kept;  B = {b['recipe']}: {b['kept']:,} kept")
+    names = {"both": "kept by both", "only_a": "kept by A only", "only_b": "kept by B only", "neither": "kept by neither"}
+    for key, name in names.items():
+        print(f"  {name:<16} {out[key]:>10,}  {100 * out[key] / n if n else 0:5.1f}%")
+    for side, counts in (("A", a), ("B", b)):
+        print(f"rules of {side} ({counts['recipe']}):  alone / in order")
+        for r in counts["rules"]:
+            print(f"  {_printable(r['rule'], 40):<40} {r['removed_alone']:>10,} {r['removed_in_order']:>10,}")
+    print(f"  {'cluster':>7}  {'rows':>9}  {'both':>9}  {'only A':>9}  {'only B':>9}  {'neither':>9}  label")
+    for c in out["clusters"]:
+        print(f"  {c['cluster']:>7}  {c['rows']:>9,}  {c['both']:>9,}  {c['only_a']:>9,}  {c['only_b']:>9,}  "
+              f"{c['neither']:>9,}  {_printable(c['label'])}")
+    caps = out.get("captions", {})
+    for key, name in names.items():
+        print(f"sample {name} ({len(out['samples'][key])} rows):")
+        for i, r in enumerate(out["samples"][key]):
+            print(f"  {r:>10}  {_printable(caps[key][i]) if key in caps else ''}")
 
 
 def cmd_score(args) -> int:

@@ -101,12 +101,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--on-error", choices=("fail", "skip"), default="fail",
                    help="a broken source shard fails the run (default) or is skipped, reported and listed in the manifest")
     s.add_argument("--reasons", help="write every removed row with its reason to this parquet file")
+    s.add_argument("--by-cluster", action="store_true", help="also count per map cluster (computed or cached) the rows "
+                   "removed, with a 95%% interval on the share, and what each rule removes alone")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--no-cache", action="store_true", help="compute score columns without reading or writing the cache")
     s.add_argument("--progress", action="store_true", help="progress bars even when stderr is not a terminal")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     _model_args(s)
     s.set_defaults(func=curate.cmd_apply)
+
+    s = sub.add_parser("diff", help="two recipes compared: rows kept by both, only A, only B, neither; per rule and cluster")
+    s.add_argument("recipe_a", help="recipe A: a file (.yaml/.json) or preset name")
+    s.add_argument("recipe_b", help="recipe B: a file (.yaml/.json) or preset name")
+    s.add_argument("path", help="the collection")
+    s.add_argument("--sample", type=int, default=12, help="row ids shown per set (12)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the samples (0)")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--progress", action="store_true", help="progress bars even when stderr is not a terminal")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    _model_args(s)
+    s.set_defaults(func=curate.cmd_diff)
 
     s = sub.add_parser("embed", help="embed images and captions (folders, webdataset tars, a table of paths) into LAION-layout shards")
     s.add_argument("src", help="a folder of images, a folder of webdataset .tar shards, or a .parquet/.csv of image paths")

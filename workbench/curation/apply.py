@@ -197,7 +197,8 @@ def score_columns(collection, prompts=(), prompt_embeddings=(), heads=(), zero_s
 def apply_and_export(collection, recipe, dst=None, *, formats=("laion",), encoder=None, cache: bool = True,
                      device: str = "auto", selection=None, recipe_text: str | None = None,
                      parameters: dict | None = None, reasons=None, rows_per_shard: int = 1_000_000,
-                     samples_per_tar: int = 10_000, engine=None, progress=False, warn=None) -> dict:
+                     samples_per_tar: int = 10_000, engine=None, progress=False, warn=None,
+                     by_cluster: bool = False) -> dict:
     """Apply `recipe` to `collection` and write the kept rows to `dst`: the one path behind
     ``workbench apply`` and the notebook's export.
 
@@ -211,9 +212,11 @@ def apply_and_export(collection, recipe, dst=None, *, formats=("laion",), encode
     `samples_per_tar`, `engine`, `progress`; an unfinished export there resumed) with the
     ``sidecars/removed.parquet`` sidecar and manifest parameters ``recipe``, ``recipe_text`` (when
     given), ``summary`` and any `parameters` (which override). `dst` None: count only.
+    `by_cluster`: the report adds ``clusters``, what the recipe removes per map cluster
+    (:func:`workbench.curation.impact.selection_impact`; the clusters computed or read from the cache).
 
     Returns ``{"report": what ``workbench apply --json`` prints less ``seconds`` (recipe, source,
-    rows, kept, removed, rules, scores, skipped_shards, warnings[, reasons][, out, formats,
+    rows, kept, removed, rules, scores, skipped_shards, warnings[, clusters][, reasons][, out, formats,
     removed_rows_file, written_rows, outputs, engine, parts, resumed_parts, part_seconds,
     already_complete]), "selection": the Selection, "manifest": the written manifest or None}``."""
     from workbench.curation.recipe import require_kept
@@ -233,6 +236,10 @@ def apply_and_export(collection, recipe, dst=None, *, formats=("laion",), encode
         warn(w)
     report = {"recipe": recipe.name, "source": str(collection.path), **summary,
               "scores": getattr(sel, "scores", None) or {}, "skipped_shards": collection.skipped, "warnings": warnings}
+    if by_cluster:
+        from workbench.curation.impact import selection_impact
+
+        report["clusters"] = selection_impact(collection, sel, cache=cache)
     if reasons:
         write_parquet_atomic(sel.reasons(), reasons)
         report["reasons"] = reasons

@@ -379,6 +379,36 @@ class Workspace:
         return MapData(rows, xy[:, 0].astype(np.float32), xy[:, 1].astype(np.float32), clusters[rows], labels,
                        method, len(self.collection))
 
+    # -- who the recipe removes, and recipe against recipe (workbench.curation.impact, .compare) --
+    def cluster_impact(self, k: int | None = None) -> pl.DataFrame:
+        """Per map cluster (:meth:`clusters`; -1: rows without a valid embedding): cluster, label, rows,
+        removed, removed_share, its 95% Wilson interval (share_low, share_high), departure from the
+        overall share (0 inside the interval) and rules (rows each rule removes alone), sorted by
+        abs(departure) descending: :func:`workbench.curation.impact.impact_table`."""
+        from workbench.curation.impact import workspace_impact
+
+        return workspace_impact(self, k)
+
+    def cluster_members(self, cluster: int) -> np.ndarray:
+        """Row ids (ascending) of map cluster `cluster`."""
+        from workbench.curation.impact import workspace_members
+
+        return workspace_members(self, cluster)
+
+    def cluster_removed(self, cluster: int, limit: int = 48) -> np.ndarray:
+        """Row ids of the rows of map cluster `cluster` the recipe removes: the first `limit` by row id."""
+        from workbench.curation.impact import workspace_members
+
+        return workspace_members(self, cluster, removed_only=True, limit=limit)
+
+    def compare(self, other, sample: int = 12, seed: int = 0, progress=None) -> dict:
+        """This recipe (A) against `other` (B: a Recipe, preset name, path or dict): rows kept by both,
+        only A, only B, neither; each recipe's counts; per cluster; a sample of each set
+        (:func:`workbench.curation.compare.workspace_compare`). The live recipe is left as it is."""
+        from workbench.curation.compare import workspace_compare
+
+        return workspace_compare(self, other, sample, seed, progress)
+
     # -- the gallery -----------------------------------------------------------------------------
     def unsafe_threshold(self) -> tuple[str, float] | None:
         """The column and threshold above which a gallery blurs a row: the recipe's punsafe/NSFW-head
