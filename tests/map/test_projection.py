@@ -151,7 +151,7 @@ def test_large_samples_find_neighbours_by_lists(demo_master, monkeypatch):
     sample = c.take_embeddings(rows)
     queries = c.take_embeddings(np.setdiff1d(np.arange(len(c)), rows))
     monkeypatch.setattr(projection, "EXACT_PLACE_MAX", 1000)
-    nb = _Neighbours(sample, 10, seed=0)
+    nb = _Neighbours(sample, 10, seed=0, precision="float32")
     assert nb.method.startswith("grouped")
     sims, idx = nb.search(queries)
     exact = np.argsort(-(queries.astype(np.float64) @ sample.T.astype(np.float64)), axis=1)[:, :10]
@@ -160,6 +160,76 @@ def test_large_samples_find_neighbours_by_lists(demo_master, monkeypatch):
     np.testing.assert_allclose(sims, np.einsum("nd,nkd->nk", queries, sample[idx]), atol=1e-4)
     assert np.mean(idx[:, 0] == exact[:, 0]) > 0.9
     assert np.mean([len(set(a) & set(b)) for a, b in zip(idx, exact)]) > 7
+
+
+def test_the_half_precision_top_k_matches_a_sort():
+    """The bfloat16 top-k kernel: the k largest values of the first n columns, largest first, ties
+    by the lower column, exactly as a stable sort of the values (negatives, zeros, -inf, ties,
+    widths that are not a multiple of its blocks)."""
+    import torch
+    from workbench.map.placement_numba import top_k_bf16
+
+    rng = np.random.default_rng(3)
+    for m, n, k in [(7, 1000, 10), (33, 37, 5), (4, 16, 16), (5, 300, 1)]:
+        vals = rng.standard_normal((m, n + 9)).astype(np.float32) * 0.1 + rng.choice([-0.6, 0.0, 0.6], (m, 1))
+        vals[:, ::7] = np.round(vals[:, ::7], 1)  # many ties
+        vals[0, :5] = [0.0, -0.0, -np.inf, 1.0, 1.0]
+        h = torch.from_numpy(vals).to(torch.bfloat16)
+        f = h.float().numpy()
+        bits = np.zeros((m, k), np.uint32)
+        cols = np.zeros((m, k), np.int64)
+        top_k_bf16(h.view(torch.int16).numpy().view(np.uint16), m, n, k, bits, cols)
+        want = np.argsort(-f[:, :n], axis=1, kind="stable")[:, :k]
+        got = bits.view(np.float32)
+        np.testing.assert_array_equal(got, np.take_along_axis(f, want, axis=1))
+        zero = f[:, :n] == 0  # +0 and -0 are equal values but may swap places
+        same = np.take_along_axis(~zero, want, axis=1)
+        np.testing.assert_array_equal(cols[same], want[same])
+
+
+def test_half_precision_products_find_the_same_neighbours(demo_master, monkeypatch):
+    """The grouped search with bfloat16 products (the default on CPUs with AMX) finds the neighbours
+    the float32 products find, with similarities within bfloat16's rounding, and places rows where
+    float32 does (checked on every CPU: bfloat16 runs everywhere, slowly without AMX)."""
+    from workbench.map import placement
+    from workbench.map.placement import _Neighbours, _place
+
+    c = workbench.open_collection(demo_master)
+    rows = sample_rows(c, 3000, seed=0)
+    sample = c.take_embeddings(rows)
+    queries = c.take_embeddings(np.setdiff1d(np.arange(len(c)), rows)[:4000])
+    monkeypatch.setattr(placement, "EXACT_PLACE_MAX", 1000)
+    half = _Neighbours(sample, 10, seed=0, precision="bfloat16")
+    full = _Neighbours(sample, 10, seed=0, precision="float32")
+    assert half.method.endswith("bfloat16 products") and "bfloat16" not in full.method
+    sh, ih = half.search(queries)
+    sf, i_f = full.search(queries)
+    assert np.all(np.diff(sh, axis=1) <= 0)  # best first
+    np.testing.assert_allclose(sh, np.einsum("nd,nkd->nk", queries, sample[ih]), atol=8e-3)
+    assert np.mean(ih[:, 0] == i_f[:, 0]) > 0.9
+    assert np.mean([len(set(a) & set(b)) for a, b in zip(ih, i_f)]) > 8
+    fitted = np.random.default_rng(0).standard_normal((len(sample), 2)).astype(np.float32) * 10
+    gap = np.linalg.norm(_place(sh, ih, fitted) - _place(sf, i_f, fitted), axis=1)
+    assert np.median(gap) < 0.05 * np.median(np.linalg.norm(fitted - fitted.mean(0), axis=1))
+    # a placer read back from its file keeps the driver's precision
+    again = _Neighbours.from_arrays(half.arrays())
+    assert again.precision == "bfloat16"
+    s2, i2 = again.search(queries)
+    assert np.array_equal(s2, sh) and np.array_equal(i2, ih)
+    with pytest.raises(workbench.WorkbenchError, match="precision"):
+        _Neighbours(sample, 10, seed=0, precision="half")
+    # stored fp16 rows go straight to unit bfloat16 rows: the float32 unit rows, rounded to nearest
+    import torch
+    from workbench.io.kernels import normalize_rows
+
+    raw = (queries[:500] * 3).astype(np.float16)
+    raw[3], raw[7], raw[11] = np.nan, np.inf, 0.0
+    qh, valid = half.queries(raw)
+    want, want_valid = normalize_rows(raw)
+    assert np.array_equal(valid, want_valid) and not valid[[3, 7, 11]].any() and valid.sum() == 497
+    assert torch.equal(qh, torch.from_numpy(want).to(torch.bfloat16))
+    q32, v32 = full.queries(raw.astype(np.float32))
+    assert np.array_equal(v32, want_valid) and np.allclose(q32, want, atol=1e-3)
 
 
 def test_the_list_search_places_rows_too(tmp_path, monkeypatch):
@@ -298,8 +368,9 @@ def test_placement_on_worker_processes_gives_the_same_bytes(tmp_path, monkeypatc
     from workbench.map import placement
 
     c, bad = _nan_collection(tmp_path, rows=(1500, 1000, 500))
-    for exact_max in (5000, 100):  # the exact search, then k-means lists
+    for exact_max, precision in [(5000, "auto"), (100, "float32"), (100, "bfloat16")]:  # exact, then k-means lists
         monkeypatch.setattr(placement, "EXACT_PLACE_MAX", exact_max)
+        monkeypatch.setattr(placement, "PLACE_PRECISION", precision)
         info = {}
         here = project(c, sample=1200, n_epochs=30, info=info)
         with make_engine("local", 2) as engine:

@@ -10,18 +10,50 @@ carries the sample. Chunks never cross a shard, so both ways give the same bytes
 from __future__ import annotations
 
 import math
+import os
 import secrets
 from pathlib import Path
 
 import numpy as np
 
+from workbench.errors import WorkbenchError
 from workbench.io.files import write_atomic
+from workbench.io.kernels import normalize_rows
 from workbench.scoring.kmeans import faiss_kmeans
 
 EXACT_PLACE_MAX = 5_000  # sample sizes up to this are searched exactly during placement (exact costs n x m)
 PLACE_PROBE = 8  # large samples: rows compared per query ~ PLACE_PROBE mean lists (nearest lists first)
 PLACE_CHUNK_ROWS = 65_536
 PLACE_TEMPERATURE = 0.05  # cosine units: a neighbour 0.05 less similar than the nearest weighs 1/e as much
+PLACE_TILE = 128  # half precision: queries per product; products come in a few fixed shapes (see _Neighbours)
+PLACE_PAD = 128  # half precision: candidate blocks padded to a multiple of this many rows
+PRECISIONS = ("auto", "bfloat16", "float32")
+PLACE_PRECISION = "auto"  # of the grouped search's products: bfloat16 where the CPU has AMX, else float32
+
+
+def half_precision_is_fast() -> bool:
+    """True where this CPU multiplies bfloat16 matrices in hardware (AMX tiles: Intel Sapphire Rapids
+    and later), where a bfloat16 product runs ~4x faster than float32 (measured in
+    ``benchmarks/bench_umap.py``). Decided from the CPU's features, never from a timing, so that
+    the same machine always places the same bytes."""
+    import torch
+
+    if os.environ.get("WORKBENCH_NO_NUMBA"):  # its kernels pick the top k of bfloat16 products
+        return False
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    init = getattr(torch.cpu, "_init_amx", None)
+    try:
+        return bool(probe and probe() and init and init())
+    except RuntimeError:  # a build or kernel that refuses the tiles: float32
+        return False
+
+
+def resolve_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise WorkbenchError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision == "auto":
+        return "bfloat16" if half_precision_is_fast() else "float32"
+    return precision
 
 
 class _Neighbours:
@@ -34,14 +66,23 @@ class _Neighbours:
     big lists near many others would otherwise make the cost uneven). Queries are grouped by that list and the sample is stored sorted by list, so a group
     costs a few matrix products against contiguous slices (BLAS speed, no gathering; faiss's
     per-query inverted-file scan re-reads its lists from memory for every query and was ~10x
-    slower here)."""
+    slower here).
 
-    def __init__(self, sample: np.ndarray, k: int, seed: int | None):
+    ``precision="bfloat16"`` (the default where :func:`half_precision_is_fast`) runs the grouped
+    products in bfloat16 (float32 sums, similarities rounded to bfloat16: ~0.004 near 1, which
+    moves a row's weights by a few percent and its position by a small fraction of the gap
+    between sub-topics; see ``benchmarks/RESULTS.md``). The CPU library compiles a kernel per
+    product shape, so the products come in a few fixed shapes: queries in tiles of
+    ``PLACE_TILE`` (padded to a multiple of 32) against each list's candidates gathered into one
+    block padded to a multiple of ``PLACE_PAD`` rows (the padding scored -inf)."""
+
+    def __init__(self, sample: np.ndarray, k: int, seed: int | None, precision: str = "auto"):
         m, d = sample.shape
         self.k = min(k, m)
         self._flat = None
         self.cand = None
         self.method = "exact"
+        self.precision = "float32"
         self.perm = np.arange(m)
         self.sample = sample
         if m <= EXACT_PLACE_MAX:
@@ -59,12 +100,15 @@ class _Neighbours:
             row = row[sizes[row] > 0]
             take = max(2, int(np.searchsorted(np.cumsum(sizes[row]), budget, side="right")))
             slices.append([(int(bounds[j]), int(bounds[j + 1])) for j in row[:take]])
-        self._grouped(np.ascontiguousarray(sample[perm]), perm, cent, slices)  # the caller may drop its copy
+        self._grouped(np.ascontiguousarray(sample[perm]), perm, cent, slices,  # the caller may drop its copy
+                      resolve_precision(precision))
 
-    def _grouped(self, sorted_sample: np.ndarray, perm: np.ndarray, cent: np.ndarray, slices: list) -> None:
+    def _grouped(self, sorted_sample: np.ndarray, perm: np.ndarray, cent: np.ndarray, slices: list,
+                 precision: str) -> None:
         import torch
 
         self.torch = torch
+        self.precision = precision
         self.slices = slices
         self.cand = [torch.from_numpy(np.concatenate([np.arange(a, b) for a, b in sl]) if sl else np.zeros(0, np.int64))
                      for sl in slices]  # positions in the sorted sample of each list's candidates
@@ -73,28 +117,51 @@ class _Neighbours:
         self.perm = perm
         self.sample = sorted_sample
         self.sample_t = torch.from_numpy(self.sample)
-        self.method = f"grouped: {len(cent)} lists, ~{np.mean([len(c) for c in self.cand]):.0f} candidates"
+        if precision == "bfloat16":
+            self.sample_h = self.sample_t.to(torch.bfloat16)
+            self.cent_h = self.cent.to(torch.bfloat16)
+            self.padded = [torch.cat([c, c.new_zeros(-len(c) % PLACE_PAD)]) for c in self.cand]
+        self.method = (f"grouped: {len(cent)} lists, ~{np.mean([len(c) for c in self.cand]):.0f} candidates"
+                       + (", bfloat16 products" if precision == "bfloat16" else ""))
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The search as plain arrays (:meth:`from_arrays` rebuilds it exactly)."""
         out = {"k": np.array(self.k), "perm": self.perm, "sample": self.sample}
         if self.cand is not None:
             out["cent"] = self.cent_np
+            out["precision"] = np.array(self.precision)
             out["slices"] = np.array([(j, a, b) for j, sl in enumerate(self.slices) for a, b in sl], np.int64).reshape(-1, 3)
         return out
 
     @classmethod
     def from_arrays(cls, a: dict) -> "_Neighbours":
         nb = cls.__new__(cls)
-        nb.k, nb._flat, nb.cand, nb.method = int(a["k"]), None, None, "exact"
+        nb.k, nb._flat, nb.cand, nb.method, nb.precision = int(a["k"]), None, None, "exact", "float32"
         nb.perm, nb.sample = np.asarray(a["perm"]), np.ascontiguousarray(a["sample"])
         if "cent" in a:
             cent = np.ascontiguousarray(a["cent"])
             slices = [[] for _ in range(len(cent))]
             for j, lo, hi in np.asarray(a["slices"]).tolist():
                 slices[j].append((lo, hi))
-            nb._grouped(nb.sample, nb.perm, cent, slices)
+            nb._grouped(nb.sample, nb.perm, cent, slices, str(a["precision"]))  # the driver's choice, never re-decided
         return nb
+
+    def queries(self, block: np.ndarray):
+        """(rows of `block` as this search takes them: unit rows, float32 or a bfloat16 tensor;
+        valid: False for NaN, inf or zero rows, which become zeros)."""
+        if self.precision != "bfloat16":
+            return normalize_rows(block)
+        torch = self.torch
+        if block.dtype == np.float16:
+            from workbench.map.placement_numba import unit_bf16
+
+            out = np.empty(block.shape, np.uint16)
+            valid = np.empty(len(block), bool)
+            if len(block):
+                unit_bf16(np.ascontiguousarray(block).view(np.ndarray).view(np.uint16), out, valid)
+            return torch.from_numpy(out.view(np.int16)).view(torch.bfloat16), valid
+        x, valid = normalize_rows(block)
+        return torch.from_numpy(x).to(torch.bfloat16), valid
 
     @property
     def flat(self):
@@ -106,10 +173,13 @@ class _Neighbours:
             self._flat.add(self.sample)
         return self._flat
 
-    def search(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(similarities, sample row indices), each (len(q), k), best first."""
+    def search(self, q) -> tuple[np.ndarray, np.ndarray]:
+        """(similarities, sample row indices), each (len(q), k), best first, of unit rows `q`
+        (float32, or as :meth:`queries` gives them)."""
         if self.cand is None:
             return self.flat.search(q, self.k)
+        if self.precision == "bfloat16":
+            return self._search_half(q)
         torch, k = self.torch, self.k
         sims = np.empty((len(q), k), np.float32)
         idx = np.empty((len(q), k), np.int64)
@@ -133,6 +203,53 @@ class _Neighbours:
             sims[sel], idx[sel] = self.flat.search(np.ascontiguousarray(q[sel]), k)
         return sims, self.perm[idx]
 
+    def _search_half(self, q) -> tuple[np.ndarray, np.ndarray]:
+        from workbench.map.placement_numba import argmax_bf16, top_k_bf16
+
+        torch, k, tile = self.torch, self.k, PLACE_TILE
+        qh = q if isinstance(q, torch.Tensor) else torch.from_numpy(q).to(torch.bfloat16)
+        n, d = qh.shape
+        top = np.empty(n, np.int64)
+        block = 16 * tile  # the nearest list, in blocks of one shape (the last one padded)
+        for a in range(0, n, block):
+            qb = qh[a:a + block]
+            if len(qb) < block:
+                qb = torch.cat([qb, qb.new_zeros(block - len(qb), d)])
+            argmax_bf16(_bits(qb @ self.cent_h.T), min(block, n - a), top[a:a + block])
+        order = np.argsort(top, kind="stable")
+        bounds = np.searchsorted(top[order], np.arange(len(self.cand) + 1))
+        # the queries sorted by list (one gather), plus a tile of zeros: every tile is a slice of
+        # one of four shapes, its spare rows the next list's queries (or zeros), ignored
+        qs = torch.cat([qh.index_select(0, torch.from_numpy(order)), qh.new_zeros(tile, d)])
+        bits = np.empty((n, k), np.uint32)
+        pos = np.empty((n, k), np.int64)
+        exact = []
+        for j in np.flatnonzero(np.diff(bounds)):
+            lo, hi = int(bounds[j]), int(bounds[j + 1])
+            size = len(self.cand[j])
+            if size < k:
+                exact.append(order[lo:hi])
+                continue
+            cands = self.sample_h.index_select(0, self.padded[j])
+            for t in range(lo, hi, tile):
+                m = min(tile, hi - t)
+                top_k_bf16(_bits(qs[t:t + m + (-m % 32)] @ cands.T), m, size, k, bits[t:t + m], pos[t:t + m])
+            pos[lo:hi] = self.cand[j].numpy()[pos[lo:hi]]
+        sims = np.empty((n, k), np.float32)
+        idx = np.empty((n, k), np.int64)
+        sims[order], idx[order] = bits.view(np.float32), pos
+        if exact:  # candidate blocks smaller than k: those rows searched exactly
+            sel = np.concatenate(exact)
+            sims[sel], idx[sel] = self.flat.search(qh.index_select(0, torch.from_numpy(sel)).float().numpy(), k)
+        return sims, self.perm[idx]
+
+
+def _bits(t) -> np.ndarray:
+    """A bfloat16 tensor's bit patterns as a uint16 array (no copy)."""
+    import torch
+
+    return t.view(torch.int16).numpy().view(np.uint16)
+
 
 def _place(sims: np.ndarray, idx: np.ndarray, pos: np.ndarray) -> np.ndarray:
     """Similarity-weighted means (see the module docstring) of `pos` rows `idx` (n, k)."""
@@ -148,7 +265,7 @@ class Placer:
 
     def __init__(self, x: np.ndarray | None, k: int, seed: int | None, rows: np.ndarray, fitted: np.ndarray,
                  nb: _Neighbours | None = None):
-        self.nb = nb if nb is not None else _Neighbours(x, k, seed)
+        self.nb = nb if nb is not None else _Neighbours(x, k, seed, PLACE_PRECISION)
         self.rows, self.fitted = np.asarray(rows, np.int64), np.asarray(fitted, np.float32)
 
     def place_shard(self, collection, i: int, kind: str) -> tuple[np.ndarray, int]:
@@ -160,20 +277,23 @@ class Placer:
         out[self.rows[lo:hi] - a] = self.fitted[lo:hi]
         placed = 0
         rows = self.rows
-        for ch in collection.iter_embeddings(kind, chunk_rows=PLACE_CHUNK_ROWS, shards=[i]):
-            m = len(ch.data)
+        for ch in collection.iter_embeddings(kind, chunk_rows=PLACE_CHUNK_ROWS, shards=[i], normalize=False):
+            q, valid = self.nb.queries(ch.data)
+            m = len(q)
             local = np.arange(ch.start, ch.start + m, dtype=np.int64)
             j = np.searchsorted(rows, local)
             in_sample = (j < len(rows)) & (rows[np.minimum(j, len(rows) - 1)] == local)
-            todo = ch.valid & ~in_sample
+            todo = valid & ~in_sample
             count = int(np.count_nonzero(todo))
             at = ch.start - a
             if count > m // 2:  # most of the chunk: search it whole rather than copy the rows out
-                s, idx = self.nb.search(ch.data)
+                s, idx = self.nb.search(q)
                 out[at:at + m][todo] = _place(s[todo], idx[todo], self.fitted)
             elif count:
-                s, idx = self.nb.search(np.ascontiguousarray(ch.data[todo]))
-                out[at + np.flatnonzero(todo)] = _place(s, idx, self.fitted)
+                pick = np.flatnonzero(todo)
+                s, idx = self.nb.search(np.ascontiguousarray(q[todo]) if isinstance(q, np.ndarray)
+                                        else q.index_select(0, self.nb.torch.from_numpy(pick)))
+                out[at + pick] = _place(s, idx, self.fitted)
             placed += count
         return out, placed
 

@@ -21,7 +21,10 @@ Method
        nearest list and compared with the rows of the lists nearest to it, a few matrix products
        per group): fine for a position that is a weighted mean anyway, and it keeps
        placement of 1M rows at seconds where the exact 1M x 50k x 512 product takes ~10 minutes
-       on 2 cores. Sample rows keep their fitted positions exactly.
+       on 2 cores. On CPUs with AMX (Intel Sapphire Rapids and later) those products run in
+       bfloat16 (``placement.PLACE_PRECISION``; a row moves by ~0.2% of the map's spread from
+       where float32 products put it: ``benchmarks/bench_place.py``). Sample rows keep their
+       fitted positions exactly.
 
 Memory: the sample (``4 * dim`` bytes per sample row, 100 MB at 50,000 x 512), one chunk of
 embeddings and the (n, 2) float32 result (8 bytes per row); embeddings are never loaded whole.
@@ -47,7 +50,7 @@ from workbench.scoring.scorers import Scorer
 DEFAULT_SAMPLE = 50_000  # the most rows UMAP is fitted on by default (see default_sample)
 MIN_DEFAULT_SAMPLE = 20_000
 PROGRESS_STAGES = ("sample", "umap", "place", "done")
-VERSION = 1  # of the method: part of ProjectionScorer's spec (a change recomputes cached maps)
+VERSION = 2  # of the method: part of ProjectionScorer's spec (a change recomputes cached maps)
 
 
 # -- checks ------------------------------------------------------------------------------------------
