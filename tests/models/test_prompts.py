@@ -67,7 +67,8 @@ def reference_rule(img, pn, pu, pa, captions):
         drop = False
         if tag != "UNLIKELY":
             u = sorted(range(len(pu)), key=lambda i: (-(pu[i] @ x), i))[:2]
-            drop = any(i < 4 for i in u) or any(w in (cap or "").lower() for w in ("teen", "kid", "child", "baby"))
+            # the crawler's `any(x in df.at[i, "TEXT"] for x in underaged_text)`: case-sensitive
+            drop = any(i < 4 for i in u) or any(w in (cap or "") for w in ("teen", "kid", "child", "baby"))
             drop = drop or int(np.argmax(pa @ x)) > 20
         tags.append(tag)
         drops.append(drop)
@@ -86,6 +87,15 @@ def test_rule_matches_a_plain_reimplementation():
     ref_tags, ref_drop = reference_rule(img, pn, pu, pa, caps)
     assert tags.tolist() == ref_tags and drop.tolist() == ref_drop
     assert set(ref_tags) == {"UNLIKELY", "UNSURE", "NSFW"} and any(ref_drop)
+    # "BABY shower" is not an under-age caption to the crawler; "a baby shower" is (a row the
+    # under-age and animal prompts let through, so the caption alone decides)
+    row = img[[np.flatnonzero(tags != "UNLIKELY")[0]]]
+    pu_pass = np.zeros_like(pu)
+    pu_pass[4], pu_pass[5] = row[0], 0.5 * row[0]  # the top-2 under-age prompts: indices 4 and 5 (not < 4)
+    pa_pass = np.zeros_like(pa)  # top-1 animal prompt: index 0 (not > 20)
+    by_caption = [laion400m_rule(row, pn, pu_pass, pa_pass, [cap], spec)[1][0]
+                  for cap in ("a photo", "BABY shower", "a baby shower", "Kids party", "kids party")]
+    assert by_caption == [False, False, True, False, True]
 
 
 def test_scorer_reproduces_the_demo_worlds_release_tags(demo_world):

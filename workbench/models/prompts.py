@@ -198,7 +198,7 @@ def laion400m_rule(img_unit: np.ndarray, p_nsfw: np.ndarray, p_under: np.ndarray
     if flagged.any():
         sub = img_unit[flagged]
         under = (np.argsort(-(sub @ p_under.T), axis=1, kind="stable")[:, :2] < spec.underage_below).any(axis=1)
-        caps = [str(c or "").lower() for c, f in zip(captions, flagged) if f]
+        caps = [str(c or "") for c, f in zip(captions, flagged) if f]  # case-sensitive, as the crawler's `x in TEXT`
         words = np.array([any(w in c for w in spec.caption_words) for c in caps], dtype=bool)
         animal = np.argmax(sub @ p_animal.T, axis=1) > spec.animal_above
         drop[flagged] = under | words | animal
