@@ -558,12 +558,17 @@ def test_mix_verb_from_a_proxy_task(demo_world, tmp_path):
 
 def test_apply_datacomp_baselines(demo_world):
     kept = {}
-    for name in ("datacomp-basic", "datacomp-laion2b", "datacomp-text-based", "datacomp-image-based", "datacomp-image-clip-score"):
+    for name in ("datacomp-basic", "workbench-laion2b", "workbench-text-based", "workbench-image-based",
+                 "workbench-image-clip-score"):
         rc, out, err = run("apply", name, demo_world, "--dry-run", "--json")
         assert rc == 0, err
         kept[name] = json.loads(out)["kept"]
-    assert 0 < kept["datacomp-image-clip-score"] < kept["datacomp-image-based"] < 6000
-    assert 0 < kept["datacomp-text-based"] < 6000
+        assert json.loads(out)["score_models"].get("language") == "fastText lid.176.ftz"
+    assert 0 < kept["workbench-image-clip-score"] < kept["workbench-image-based"] < 6000
+    assert 0 < kept["workbench-text-based"] < 6000
+    # DataComp's exact baselines read DataComp's own score columns: refused on another collection, saying why
+    rc, out, err = run("apply", "datacomp-clip-score-b32", demo_world, "--dry-run", "--json")
+    assert rc != 0 and "clip_b32_similarity_score" in err and "DataComp pool" in err
 
 
 def test_export_verb_writes_a_sample(demo_world, tmp_path):

@@ -184,8 +184,9 @@ def test_presets_match_the_reference():
     assert d["laion-aesthetics"][:2] == [{"column": "punsafe", "below": 0.5}, {"column": "pwatermark", "below": 0.8}]
     assert d["datacomp-basic"] == [{"language": ["en"]}, {"caption_length": {"min_words": 3, "min_chars": 6}},
                                    {"image_size": {"min_side": 200, "max_aspect": 3}}]
-    assert d["datacomp-clip-score"] == [{"top_fraction": 0.30, "by": "similarity"}]
-    assert d["datacomp-clip-score-b32"] == [{"column": "similarity", "min": 0.25}]
+    assert d["datacomp-clip-score"] == [{"top_fraction": 0.30, "by": "clip_l14_similarity_score", "cut": "datacomp"}]
+    assert d["datacomp-clip-score-b32"] == [{"column": "clip_b32_similarity_score", "min": 0.25}]
+    assert d["workbench-clip-score"] == [{"top_fraction": 0.30, "by": "similarity"}]
     with pytest.raises(RecipeError, match="unknown preset"):
         preset("nope")
 
@@ -278,16 +279,21 @@ def test_image_clusters_rules_parse_and_name_their_columns(tmp_path):
 
 
 def test_datacomp_presets(world):
+    """The workbench-* versions of DataComp's baselines run on any collection (the datacomp-* ones, exact
+    to DataComp's code, are tested in test_datacomp_exact.py)."""
     d = {n: preset(n).to_dict()["rules"] for n in PRESETS}
     basic_text = [{"language": ["en"]}, {"caption_length": {"min_words": 3, "min_chars": 6}}]
-    assert d["datacomp-laion2b"] == [{"language": ["en"]}, {"column": "similarity", "min": 0.28}]
-    assert d["datacomp-text-based"] == basic_text + [{"caption_keywords": {"list": "imagenet-1k"}, "action": "keep"}]
-    assert d["datacomp-image-based"] == basic_text + [{"image_clusters": {"list": "imagenet-1k"}}]
-    assert d["datacomp-image-clip-score"] == d["datacomp-image-based"] + [{"top_fraction": 0.30, "by": "similarity"}]
+    assert d["datacomp-laion2b"] == [{"language": ["en"], "detector": "gcld3"},
+                                     {"column": "clip_b32_similarity_score", "min": 0.28}]
+    assert d["workbench-laion2b"] == [{"language": ["en"]}, {"column": "similarity", "min": 0.28}]
+    assert d["datacomp-text-based"] == [{"language": ["en"]}, {"caption_synsets": "imagenet-21k"}]
+    assert d["workbench-text-based"] == basic_text + [{"caption_keywords": {"list": "imagenet-1k"}, "action": "keep"}]
+    assert d["workbench-image-based"] == basic_text + [{"image_clusters": {"list": "imagenet-1k"}}]
+    assert d["workbench-image-clip-score"] == d["workbench-image-based"] + [{"top_fraction": 0.30, "by": "similarity"}]
     c = workbench.open_collection(world)
-    text = apply(c, preset("datacomp-text-based"))
-    image = apply(c, preset("datacomp-image-based"))
-    both = apply(c, preset("datacomp-image-clip-score"))
+    text = apply(c, preset("workbench-text-based"))
+    image = apply(c, preset("workbench-image-based"))
+    both = apply(c, preset("workbench-image-clip-score"))
     assert 0 < text.kept < image.kept < len(c)
     assert set(both.kept_rows()) <= set(image.kept_rows()) and both.kept < image.kept
     caps = c.metadata.select("caption").collect()["caption"].to_numpy()

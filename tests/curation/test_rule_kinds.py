@@ -13,6 +13,7 @@ from workbench.curation.live import Live
 from workbench.curation.recipe import Recipe, Rule, evaluate, threshold_bounds
 from workbench.curation.rules import KINDS, RuleKind, kind_for_scorer, kind_of, register
 from workbench.curation.rules.base import BOUNDS, bounded, bounds_name, check_bounds
+from workbench.curation.rules.datacomp_image import DataCompImageRule
 from workbench.errors import RecipeError
 from workbench.scoring.scorers import Scorer
 
@@ -39,6 +40,10 @@ CASES = {
                        [0, 3]),
     "drop_rows": ({"drop_rows": [1, 2]}, {}, [0, 3]),
     "keep_rows": ({"keep_rows": [1, 2]}, {}, [1, 2]),
+    "caption_synsets": ({"caption_synsets": "imagenet-21k"}, {None: [True, False, None, True]}, [0, 3]),
+    "datacomp_image": ({"datacomp_image": "small"}, {None: [True, True, None, True],
+                                                     DataCompImageRule.columns({"datacomp_image": "small"})[1]:
+                                                     [True, False, True, True]}, [0, 3]),
 }
 
 

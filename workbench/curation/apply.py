@@ -74,8 +74,12 @@ def apply(collection, recipe, encoder=None, cache: bool = True, progress: bool =
         have |= set(scores.lazy().collect_schema().names())
     missing = sorted(recipe.columns() - have - {ROW})
     if missing:  # before any scoring work
+        from workbench.curation.scoremodels import DATACOMP_MODEL_COLUMNS
+
+        hint = ("; DataComp's score columns come with a DataComp pool (read whatever model it is opened with)"
+                if set(missing) & set(DATACOMP_MODEL_COLUMNS) else "")
         raise RecipeError(f"recipe {recipe.name!r} needs column(s) {missing}, which the data lacks "
-                          f"(it has: {', '.join(sorted(have))})", collection.path)
+                          f"(it has: {', '.join(sorted(have))}){hint}", collection.path)
     lf, report = recipe_frame(collection, recipe, cache=cache, progress=progress, engine=engine, scorers=scorers)
     if scores is not None:  # keyed on row, in row order; duplicate row ids refused (see join_scores)
         lf = join_scores(lf, scores, columns=recipe.columns())
@@ -216,7 +220,8 @@ def apply_and_export(collection, recipe, dst=None, *, formats=("laion",), encode
     (:func:`workbench.curation.impact.selection_impact`; the clusters computed or read from the cache).
 
     Returns ``{"report": what ``workbench apply --json`` prints less ``seconds`` (recipe, source,
-    rows, kept, removed, rules, scores, skipped_shards, warnings[, clusters][, reasons][, out, formats,
+    rows, kept, removed, rules, scores, score_models (which model made each score read:
+    :func:`~workbench.curation.scoremodels.score_models`), skipped_shards, warnings[, clusters][, reasons][, out, formats,
     removed_rows_file, written_rows, outputs, engine, parts, resumed_parts, part_seconds,
     already_complete]), "selection": the Selection, "manifest": the written manifest or None}``."""
     from workbench.curation.recipe import require_kept
@@ -234,8 +239,11 @@ def apply_and_export(collection, recipe, dst=None, *, formats=("laion",), encode
     warnings = list(getattr(sel, "warnings", None) or [])
     for w in warnings if warn is not None else ():
         warn(w)
+    from workbench.curation.scoremodels import score_models
+
     report = {"recipe": recipe.name, "source": str(collection.path), **summary,
-              "scores": getattr(sel, "scores", None) or {}, "skipped_shards": collection.skipped, "warnings": warnings}
+              "scores": getattr(sel, "scores", None) or {}, "score_models": score_models(collection, recipe),
+              "skipped_shards": collection.skipped, "warnings": warnings}
     if by_cluster:
         from workbench.curation.impact import selection_impact
 

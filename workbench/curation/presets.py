@@ -1,11 +1,20 @@
 """The presets: the rules of the releases (REFERENCE.md §2), as recipe mappings.
 
-:func:`workbench.curation.recipe.preset` makes one a :class:`~workbench.curation.recipe.Recipe`."""
+:func:`workbench.curation.recipe.preset` makes one a :class:`~workbench.curation.recipe.Recipe`.
+
+A ``datacomp-*`` preset reproduces DataComp's own code (``baselines/apply_filter.py``) row for row on
+the same inputs: it reads DataComp's metadata columns (``clip_b32_similarity_score``,
+``clip_l14_similarity_score``) whatever model the pool was opened with, and refuses where an input
+is missing (gcld3, WordNet, DataComp's published centroids) rather than substitute another. The
+``workbench-*`` presets are the workbench's own versions of the same ideas, which run on any
+collection (docs/recipes.md#presets lists what each differs in).
+"""
 from __future__ import annotations
 
-
-# DataComp's caption filter (basic's text rules), which its text- and image-based baselines apply too
-_DATACOMP_CAPTION = ({"language": ["en"]}, {"caption_length": {"min_words": 3, "min_chars": 6}})
+# DataComp's cut of a top fraction: the (floor(n*f)+1)-th largest score over all rows, ties kept
+_DC_TOP30_L14 = {"top_fraction": 0.30, "by": "clip_l14_similarity_score", "cut": "datacomp"}
+# the workbench's caption filter (basic's text rules), used by its own text- and image-based presets
+_CAPTION = ({"language": ["en"]}, {"caption_length": {"min_words": 3, "min_chars": 6}})
 
 PRESETS: dict[str, dict] = {
     "laion400m": {
@@ -42,48 +51,77 @@ PRESETS: dict[str, dict] = {
     },
     "datacomp-basic": {
         "name": "datacomp-basic",
-        "description": "DataComp basic: English caption (fastText language ID), caption > 2 words and > 5 chars, "
-                       "min image side >= 200 px, aspect ratio <= 3",
-        "rules": [*_DATACOMP_CAPTION, {"image_size": {"min_side": 200, "max_aspect": 3}}],
+        "description": "DataComp basic: English caption (fastText language ID), caption > 2 words (str.split) and "
+                       "> 5 chars, min image side >= 200 px, aspect ratio <= 3",
+        "rules": [*_CAPTION, {"image_size": {"min_side": 200, "max_aspect": 3}}],
     },
     "datacomp-clip-score": {
         "name": "datacomp-clip-score",
-        "description": "DataComp clip_score: the top 30% by ViT-L/14 image-text cosine (open a DataComp pool with "
-                       "model l14; for the ViT-B/32 variant use the preset datacomp-clip-score-b32)",
-        "rules": [{"top_fraction": 0.30, "by": "similarity"}],
-    },
-    "datacomp-laion2b": {
-        "name": "datacomp-laion2b",
-        "description": "DataComp's LAION-2B filter: English caption (fastText language ID) and ViT-B/32 image-text "
-                       "cosine >= 0.28 (open a DataComp pool with model b32)",
-        "rules": [{"language": ["en"]}, {"column": "similarity", "min": 0.28}],
-    },
-    "datacomp-text-based": {
-        "name": "datacomp-text-based",
-        "description": "DataComp text-based: English captions of > 2 words and > 5 chars that name an ImageNet class "
-                       "(whole words, any case). DataComp matched ImageNet-21k synset names; this list is "
-                       "ImageNet-1k's 1,000 class names (give your own with caption_keywords: {file: WORDS.txt})",
-        "rules": [*_DATACOMP_CAPTION, {"caption_keywords": {"list": "imagenet-1k"}, "action": "keep"}],
-    },
-    "datacomp-image-based": {
-        "name": "datacomp-image-based",
-        "description": "DataComp image-based: English captions of > 2 words and > 5 chars, and an image in a k-means "
-                       "cluster (k = rows/128, at most 100,000) that is the nearest centroid of some ImageNet "
-                       "reference. DataComp used ImageNet-1k train image embeddings and clustered after the caption "
-                       "filter; this preset uses the text embeddings of 'a photo of a {class}.' for the 1,000 classes "
-                       "and clusters all rows (give image embeddings with image_clusters: REF.npy)",
-        "rules": [*_DATACOMP_CAPTION, {"image_clusters": {"list": "imagenet-1k"}}],
-    },
-    "datacomp-image-clip-score": {
-        "name": "datacomp-image-clip-score",
-        "description": "DataComp-1B's recipe: image-based AND clip_score (top 30% by ViT-L/14 image-text cosine, "
-                       "ranked over all rows)",
-        "rules": [*_DATACOMP_CAPTION, {"image_clusters": {"list": "imagenet-1k"}},
-                  {"top_fraction": 0.30, "by": "similarity"}],
+        "description": "DataComp clip_score (--arch l14 --fraction 0.3): DataComp's ViT-L/14 score >= its top-30% "
+                       "threshold (the (floor(0.3 n)+1)-th largest over all rows; ties kept)",
+        "rules": [_DC_TOP30_L14],
     },
     "datacomp-clip-score-b32": {
         "name": "datacomp-clip-score-b32",
-        "description": "DataComp clip_score, ViT-B/32 variant: image-text cosine >= 0.25 (open the pool with model b32)",
-        "rules": [{"column": "similarity", "min": 0.25}],
+        "description": "DataComp clip_score, ViT-B/32 variant (--arch b32 --threshold 0.25): DataComp's B/32 score "
+                       ">= 0.25",
+        "rules": [{"column": "clip_b32_similarity_score", "min": 0.25}],
+    },
+    "datacomp-laion2b": {
+        "name": "datacomp-laion2b",
+        "description": "DataComp's LAION-2B filter: English caption by gcld3 (CLD3) and DataComp's B/32 score >= 0.28 "
+                       "(needs the gcld3 extra: pip install 'laion-workbench[gcld3]')",
+        "rules": [{"language": ["en"], "detector": "gcld3"}, {"column": "clip_b32_similarity_score", "min": 0.28}],
+    },
+    "datacomp-text-based": {
+        "name": "datacomp-text-based",
+        "description": "DataComp text-based: English caption (fastText) with a word whose first WordNet synset is an "
+                       "ImageNet-21k synset (needs the WordNet 3.0 database)",
+        "rules": [{"language": ["en"]}, {"caption_synsets": "imagenet-21k"}],
+    },
+    "datacomp-image-based": {
+        "name": "datacomp-image-based",
+        "description": "DataComp image-based (--image_based_scale small): DataComp's caption pre-filter, and an L/14 "
+                       "image embedding whose nearest published small-scale centroid is the nearest of some "
+                       "ImageNet-1k train image (needs DataComp's centroid and ImageNet feature files)",
+        "rules": [{"datacomp_image": "small"}],
+    },
+    "datacomp-image-clip-score": {
+        "name": "datacomp-image-clip-score",
+        "description": "DataComp-1B's recipe (image_based_intersect_clip_score, small centroids, --arch l14 "
+                       "--fraction 0.3): image-based AND DataComp's ViT-L/14 top-30% cut over all rows",
+        "rules": [{"datacomp_image": "small"}, _DC_TOP30_L14],
+    },
+    # -- the workbench's own versions: run on any collection, and say what they change -------------------------------
+    "workbench-clip-score": {
+        "name": "workbench-clip-score",
+        "description": "The top 30% by the collection's similarity column: exactly ceil(0.3 x finite rows) rows, ties "
+                       "to the earlier row (for DataComp's cut on a DataComp pool use datacomp-clip-score)",
+        "rules": [{"top_fraction": 0.30, "by": "similarity"}],
+    },
+    "workbench-laion2b": {
+        "name": "workbench-laion2b",
+        "description": "English caption by fastText (not gcld3) and similarity >= 0.28 on the collection's own scores "
+                       "(DataComp's exact baseline is datacomp-laion2b)",
+        "rules": [{"language": ["en"]}, {"column": "similarity", "min": 0.28}],
+    },
+    "workbench-text-based": {
+        "name": "workbench-text-based",
+        "description": "English captions of > 2 words and > 5 chars that name one of ImageNet-1k's 1,000 class names "
+                       "(whole words, any case); no WordNet needed (DataComp's exact baseline is datacomp-text-based)",
+        "rules": [*_CAPTION, {"caption_keywords": {"list": "imagenet-1k"}, "action": "keep"}],
+    },
+    "workbench-image-based": {
+        "name": "workbench-image-based",
+        "description": "English captions of > 2 words and > 5 chars, and an image in a spherical k-means cluster "
+                       "(k = rows/128, at most 100,000, all rows) nearest to the text embedding of 'a photo of a "
+                       "{class}.' for ImageNet-1k's classes; no published files needed (DataComp's exact baseline is "
+                       "datacomp-image-based)",
+        "rules": [*_CAPTION, {"image_clusters": {"list": "imagenet-1k"}}],
+    },
+    "workbench-image-clip-score": {
+        "name": "workbench-image-clip-score",
+        "description": "workbench-image-based AND the top 30% by the collection's similarity (ranked over all rows)",
+        "rules": [*_CAPTION, {"image_clusters": {"list": "imagenet-1k"}}, {"top_fraction": 0.30, "by": "similarity"}],
     },
 }

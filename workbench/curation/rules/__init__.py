@@ -11,7 +11,9 @@ from workbench.curation.rules.base import BOUNDS, RuleKind
 from workbench.curation.rules.caption_keywords import CaptionKeywordsRule
 from workbench.curation.rules.caption_length import CaptionLengthRule
 from workbench.curation.rules.caption_regex import CaptionRegexRule
+from workbench.curation.rules.caption_synsets import CaptionSynsetsRule
 from workbench.curation.rules.column import ColumnRule
+from workbench.curation.rules.datacomp_image import DataCompImageRule
 from workbench.curation.rules.dedup import DedupRule
 from workbench.curation.rules.drop_rows import DropRowsRule
 from workbench.curation.rules.head import HeadRule, head_column
@@ -27,6 +29,7 @@ from workbench.errors import ArgumentTypeError, ConfigError, RecipeError
 KINDS: list[type[RuleKind]] = [
     ColumnRule, PromptRule, HeadRule, ZeroShotRule, DedupRule, TopFractionRule, CaptionLengthRule,
     CaptionRegexRule, CaptionKeywordsRule, ImageSizeRule, LanguageRule, ImageClustersRule, DropRowsRule, KeepRowsRule,
+    CaptionSynsetsRule, DataCompImageRule,
 ]
 
 __all__ = ["BOUNDS", "KINDS", "RuleKind", "ZERO_SHOT", "head_column", "kind_keys", "kind_named", "kind_of",
