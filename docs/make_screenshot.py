@@ -6,7 +6,8 @@ Runs the quickstart notebook (notebooks/01_quickstart.ipynb) in JupyterLab and h
 chromium, driven by playwright, with the harness the browser test uses (tests/browser.py): no
 browser is downloaded (``apt-get install -y chromium``, or set WORKBENCH_CHROMIUM). It waits for
 the map (and, up to ``--umap-wait`` seconds, for UMAP to replace the quick PCA view), draws a
-lasso so the gallery shows rows, and saves a screenshot of the panel (``.wb-panel``).
+lasso so the gallery shows rows, and saves a screenshot of the window's part of the panel
+(``.wb-panel``: filters, map and gallery side by side, at 1400 x 1000 with the file browser closed).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-VIEW_W, VIEW_H = 1700, 1150   # wide enough for the map and the filters side by side
+VIEW_W, VIEW_H = 1400, 1000   # the size the browser test checks the layout at (tests/browser.py)
 sys.path.insert(0, str(REPO / "tests"))
 
 import browser  # noqa: E402  (tests/browser.py: JupyterLab + chromium harness)

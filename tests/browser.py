@@ -348,6 +348,34 @@ _MAP_STATE_JS = r"""
 """
 
 
+# Viewport boxes of the work area (the map's plot, the filters column, the gallery column) and of every
+# cluster label drawn on the map (plotly's SVG annotations: the label's background rect).
+_LAYOUT_JS = r"""
+() => {
+  const box = (el) => { if (!el) return null; const r = el.getBoundingClientRect();
+                        return {x: r.left, y: r.top, w: r.width, h: r.height}; };
+  const gd = [...document.querySelectorAll('.wb-map.js-plotly-plot, .wb-map .js-plotly-plot')].find(g => !g.__wbOld)
+             || document.querySelector('.wb-map');
+  const labels = gd ? [...gd.querySelectorAll('g.annotation')].map(a => {
+      const r = box(a.querySelector('rect.bg') || a); return {text: a.textContent, ...r}; }) : [];
+  return {viewport: {w: window.innerWidth, h: window.innerHeight}, map: box(gd),
+          filters: box(document.querySelector('.wb-filter-column')),
+          sliders: box(document.querySelector('.wb-filters')),
+          gallery: box(document.querySelector('.wb-gallery-column')),
+          items: document.querySelectorAll('.wb-gallery .wb-item').length, labels};
+}
+"""
+
+
+def boxes_intersect(a: dict, b: dict) -> bool:
+    return a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"] and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]
+
+
+def inside(b: dict | None, w: float, h: float) -> bool:
+    return bool(b) and b["w"] > 0 and b["h"] > 0 and b["x"] >= 0 and b["y"] >= 0 and \
+        b["x"] + b["w"] <= w + 0.5 and b["y"] + b["h"] <= h + 0.5
+
+
 class LassoLostToHover(AssertionError):
     """plotly emitted the selection but the kernel never saw it: a hover/unhover event replaced it
     in ipywidgets' send buffer (a FigureWidget with hover events on)."""
@@ -743,6 +771,26 @@ class LabPage:
     def gallery_items(self) -> int:
         return self.page.locator(".wb-gallery .wb-item").count()
 
+    def layout(self) -> dict:
+        """Viewport boxes of the map, the filters and the gallery, and of the map's cluster labels."""
+        return self.page.evaluate(_LAYOUT_JS)
+
+    def show_panel(self, width: int = 1400, height: int = 1000, settle_s: float = 1.0,
+                   timeout: float = STEP_S) -> dict:
+        """Resize the window to `width` x `height`, scroll the panel's top to the top of the notebook
+        and wait until the map's labels stop changing (the kernel places them for the new size);
+        returns :meth:`layout`."""
+        page = self.page
+        page.set_viewport_size({"width": width, "height": height})
+        page.locator(".wb-panel").first.evaluate("e => e.scrollIntoView({block: 'start'})")
+        t0, last = time.monotonic(), None
+        while True:
+            time.sleep(settle_s)
+            now = self.layout()
+            if now == last or time.monotonic() - t0 > timeout:
+                return now
+            last = now
+
 
 # --------------------------------------------------------------------------------------------
 # numbers shown in the UI
@@ -812,6 +860,44 @@ def check_workbench_ui(lab: LabPage, expected_points: int | None = None,
     lab.timings["gallery_items"] = items
     lab.dump()
     return lab.timings
+
+
+def label_overlaps(labels: list[dict]) -> list[tuple[str, str]]:
+    """Pairs of map labels whose boxes intersect."""
+    return [(a["text"], b["text"]) for i, a in enumerate(labels) for b in labels[:i] if boxes_intersect(a, b)]
+
+
+def check_panel_layout(lab: LabPage, width: int = 1400, height: int = 1000) -> dict:
+    """At `width` x `height` (JupyterLab as it opens, file browser included), with the panel scrolled
+    to the top of the notebook: the map, the filters and the gallery (with items) lie inside the
+    window, no scrolling needed; no two cluster labels on the map meet, before and after a zoom
+    (the modebar's zoom-in button); at 800 px wide they fall into one column. Screenshots:
+    layout-<w>x<h>.png, layout-zoomed.png, layout-800x<h>.png."""
+    rep = lab.show_panel(width, height)
+    lab.page.screenshot(path=str(lab.artifacts / f"layout-{width}x{height}.png"))
+    lab.timings["layout"] = {k: v for k, v in rep.items() if k != "labels"}
+    for name in ("map", "filters", "gallery"):
+        assert inside(rep[name], width, height), (
+            f"the {name} is not inside the {width}x{height} window without scrolling: {rep[name]}; all: "
+            f"{lab.timings['layout']}")
+    assert rep["items"] > 0, "the gallery shows no items"
+    assert len(rep["labels"]) >= 2, f"the map shows {len(rep['labels'])} cluster labels"
+    assert not label_overlaps(rep["labels"]), f"cluster labels overlap: {label_overlaps(rep['labels'])}"
+    before = sorted(lab_["text"] for lab_ in rep["labels"])
+    lab.page.locator(".wb-map .modebar-btn[data-val='in']").first.click()
+    zoomed = lab.show_panel(width, height)
+    lab.page.screenshot(path=str(lab.artifacts / "layout-zoomed.png"))
+    assert not label_overlaps(zoomed["labels"]), (
+        f"cluster labels overlap after a zoom: {label_overlaps(zoomed['labels'])}")
+    lab.timings["labels"] = {"whole map": before, "zoomed in": sorted(x["text"] for x in zoomed["labels"])}
+    # a narrow window: one column, filters above the map above the gallery
+    narrow = lab.show_panel(800, height)
+    lab.page.screenshot(path=str(lab.artifacts / f"layout-800x{height}.png"))
+    f, m, g = narrow["filters"], narrow["map"], narrow["gallery"]
+    assert f["y"] + f["h"] <= m["y"] and m["y"] + m["h"] <= g["y"] and f["x"] == g["x"], (
+        f"at 800 px the panel is not one column: {narrow}")
+    lab.page.set_viewport_size({"width": width, "height": height})
+    return rep
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,10 +10,20 @@ import numpy as np
 
 from workbench.curation.workspace import Workspace
 
+from .compareview import CompareView
 from .filters import FilterPanel
 from .gallery import Gallery
-from .mapview import MapView
+from .impactview import ImpactView, cluster_share
+from .mapview import SHARE_MODE, MapView
 from .recipeview import RecipeView
+
+WORK_HEIGHT = "640px"  # the filters and gallery columns, beside the map (each scrolls inside)
+# the work area: filters, map (`map_size`) and gallery side by side while they fit (about 950 px with the
+# default map), each on its
+# own line below that (flex-wrap: the one-column fallback of a narrow screen)
+COLUMNS = {"filters": dict(flex="0 0 300px", width="300px", height=WORK_HEIGHT, margin="0 8px 8px 0"),
+           "map": dict(flex="0 0 auto", margin="0 8px 8px 0"),
+           "gallery": dict(flex="1 1 180px", min_width="180px", height=WORK_HEIGHT, margin="0 0 8px 0")}
 
 
 class Workbench:
@@ -23,6 +33,8 @@ class Workbench:
       :meth:`~workbench.curation.workspace.Workspace.default_recipe` (sliders for the columns the
       collection has among similarity, punsafe and pwatermark).
     - `max_points`: at most this many rows drawn on the map (stratified over clusters).
+    - `map_size`: the map's (width, height) in pixels; filters, map and gallery sit side by side
+      when the notebook is wider than about 500 px more than the map, in one column otherwise.
     - `projection`: "auto" (UMAP when cached, else a quick PCA view while UMAP computes in the
       background), "umap" (compute now), or "pca" (never compute UMAP).
     - `background`: compute UMAP in another process (a
@@ -30,13 +42,16 @@ class Workbench:
       ``wb.cancel_map()`` stops it) or here, before returning.
     - `recolor_delay`: seconds the map waits after a slider move before recolouring (repainting
       200k points takes the browser about a second: the counts are painted first; 0 = at once).
+    - `impact_delay`: seconds after the last slider move before the per-cluster impact (a pass
+      over every row) is computed again (0 = at once); over `impact_auto_rows` rows it waits six
+      times as long (slider moves stay answered from the slider tile), and "update now" computes it.
 
     Every control calls the workspace (``wb.workspace``): anything done here can be done in code.
     """
 
     def __init__(self, collection, recipe=None, max_points: int = 200_000, projection: str = "auto",
                  background: bool = True, encoder=None, projection_params: dict | None = None,
-                 recolor_delay: float = 0.25):
+                 recolor_delay: float = 0.25, map_size: tuple[int, int] = (440, 520), impact_delay: float = 0.5, impact_auto_rows: int = 2_000_000):
         ws = Workspace(collection, recipe, encoder=encoder)
         if recipe is None:
             ws.set_recipe(ws.default_recipe())
@@ -45,19 +60,29 @@ class Workbench:
         self.projection_params = projection_params or {}
         self.messages = W.HTML()
         self.progress_bar = W.FloatProgress(min=0, max=1, description="", layout=W.Layout(width="240px", visibility="hidden"))
-        self.map = MapView(self._on_select, on_zoom=self._on_zoom)
+        self.map = MapView(self._on_select, on_zoom=self._on_zoom, width=map_size[0], height=map_size[1])
         self.filters = FilterPanel(self)
         self.gallery = Gallery(self)
         self.recipe_view = RecipeView(self)
-        self.map.color_by.observe(lambda ch: self.map.recolor(self._kept_drawn()), names="value")
-        details = W.Accordion(children=[self.recipe_view.box], titles=("recipe, save/load, export",))
-        self.panel = W.VBox([
-            W.HBox([self.map.box, self.filters.box], layout=W.Layout(flex_flow="row wrap", width="100%")),
-            W.HBox([self.progress_bar, self.messages]),
-            self.gallery.box,
-            details,
-        ])
+        self.impact = ImpactView(self.select_cluster)
+        self.impact.update_btn.on_click(lambda _b: self.update_impact())
+        self.compare = CompareView(self, Workspace.presets())
+        self.map.color_by.observe(self._on_color_by, names="value")
+        for name, box in (("filters", self.filters.box), ("map", self.map.box), ("gallery", self.gallery.box)):
+            for k, v in COLUMNS[name].items():
+                setattr(box.layout, k, v)
+        self.work = W.Box([self.filters.box, self.map.box, self.gallery.box],
+                          layout=W.Layout(display="flex", flex_flow="row wrap", align_items="flex-start", width="100%"))
+        self.work.add_class("wb-work")
+        self.tabs = W.Tab(children=[self.impact.box, self.compare.box, self.recipe_view.box],
+                          titles=("who is removed", "compare with...", "recipe & export"))
+        self.panel = W.VBox([self.work, W.HBox([self.progress_bar, self.messages]), self.tabs],
+                            layout=W.Layout(width="100%"))
         self.panel.add_class("wb-panel")
+        self.impact_delay, self.impact_auto_rows = impact_delay, impact_auto_rows
+        self._impact_timer: threading.Timer | None = None
+        self.impact_records: list[dict] = []
+        self._ready = False
         self.umap_thread: threading.Thread | None = None
         self.umap_job = None  # the background map's ProjectionJob, while one runs
         self.map.cancel_btn.on_click(lambda _b: self.cancel_map())
@@ -65,6 +90,12 @@ class Workbench:
         self._recolor_timer: threading.Timer | None = None
         self.refresh()
         self._draw_map(projection, background)
+        self._ready = True
+        if len(ws.live.rows) <= impact_auto_rows:
+            self.update_impact()
+        else:  # not while the first slider's tile is built: slider moves come first
+            self.impact.show_message(f"{len(ws.live.rows):,} rows: the per-cluster impact is computed "
+                                     f"{6 * impact_delay:g} s after the last slider move, or now with 'update now'")
         self._prepare_first_slider()
 
     def _prepare_first_slider(self) -> None:
@@ -90,6 +121,9 @@ class Workbench:
         self.filters.show_histogram(c.get("histogram"))
         self.gallery.update_sources()
         self.recipe_view.refresh()
+        if self._ready:  # the first one waits for the map's clusters (__init__)
+            self._schedule_impact(at_once=len(self.workspace.live.rows) <= self.impact_auto_rows)
+            self.compare.mark_stale()
         self.map.recolor(self._kept_drawn())
         self._paint_density()
 
@@ -116,6 +150,7 @@ class Workbench:
         kept/removed labels a moment later (counts first)."""
         self.filters.show_histogram(histogram)
         self.recipe_view.refresh()
+        self.compare.mark_stale()
         if self._recolor_timer is not None:
             self._recolor_timer.cancel()
         if self.recolor_delay <= 0:
@@ -129,12 +164,68 @@ class Workbench:
         self.map.recolor(self._kept_drawn())
         self._paint_density()
         self.gallery.refresh()  # its kept / removed-by labels follow the new thresholds
+        self._schedule_impact()
 
     def flush(self) -> None:
-        """Apply a pending map recolour (and gallery labels) now (scripts and tests)."""
+        """Apply a pending map recolour (and gallery labels) and impact update now (scripts and tests)."""
         if self._recolor_timer is not None and self._recolor_timer.is_alive():
             self._recolor_timer.cancel()
             self._settle()
+        if self._impact_timer is not None and self._impact_timer.is_alive():
+            self._impact_timer.cancel()
+            self.update_impact()
+
+    # -- who each rule removes -------------------------------------------------------------------
+    def _schedule_impact(self, at_once: bool = False) -> None:
+        """Recompute the per-cluster impact a moment after the last change (never per drag event)."""
+        if self._impact_timer is not None:
+            self._impact_timer.cancel()
+        delay = self.impact_delay * (1 if len(self.workspace.live.rows) <= self.impact_auto_rows else 6)
+        if at_once or delay <= 0:
+            self.update_impact()
+            return
+        self._impact_timer = threading.Timer(delay, self.update_impact)
+        self._impact_timer.daemon = True
+        self._impact_timer.start()
+        if self.impact_records:
+            self.impact.show_message(f"the recipe changed: updating in {delay:g} s (or now with 'update now')")
+
+    def update_impact(self) -> None:
+        """Per cluster, the removed share against the overall share (Workspace.cluster_impact)."""
+        ws = self.workspace
+        try:
+            records = ImpactView.records_of(ws.cluster_impact())
+            c = ws.counts()
+        except Exception as exc:  # noqa: BLE001 - the rest of the panel stays usable; say why
+            self.impact.show_message(f"per-cluster impact unavailable: {exc}", error=True)
+            self._last_traceback = traceback.format_exc()
+            return
+        self.impact_records = records
+        self.impact.show(records, c["removed"] / max(c["rows"], 1), [r.name for r in ws.recipe.rules])
+        self.map.set_cluster_values(cluster_share(records))
+        if self.map.color_by.value == SHARE_MODE:
+            self.map.recolor(self._kept_drawn())
+
+    def _on_color_by(self, _change) -> None:
+        if self.map.color_by.value == SHARE_MODE and not self.impact_records:
+            self.update_impact()
+        self.map.recolor(self._kept_drawn())
+
+    def select_cluster(self, cluster: int, label: str = "") -> None:
+        """A bar click: select `cluster` (its drawn points on the map, its rows in the workspace) and
+        show in the gallery the rows the recipe removes from it."""
+        ws = self.workspace
+        try:
+            members = ws.cluster_members(cluster)
+            removed = ws.cluster_removed(cluster, limit=self.gallery.limit)
+        except Exception as exc:  # noqa: BLE001
+            self.say(f"cluster {cluster}: {exc}", error=True)
+            return
+        ws.select(members)
+        self.map.highlight_cluster(cluster)
+        self.gallery.show_rows(f"removed from cluster {cluster}: {label}"[:80], removed)
+        self.say(f"cluster {cluster} ({label}): {len(members):,} rows selected; the gallery shows what the recipe "
+                 f"removes from it")
 
     def say(self, text: str, error: bool = False) -> None:
         colour = "#b00" if error else "#333"

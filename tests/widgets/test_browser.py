@@ -23,11 +23,14 @@ EXPECTED_MAP_POINTS: int | None = DEMO_ROWS
 
 
 def test_quickstart_in_a_real_browser(lab_for_notebook, record_property):
-    from browser import check_workbench_ui
+    from browser import check_panel_layout, check_workbench_ui
 
     assert QUICKSTART.exists(), f"{QUICKSTART} is missing"
     lab = lab_for_notebook(QUICKSTART, name="quickstart", env={"WORKBENCH_DEMO_ROWS": str(DEMO_ROWS)})
     timings = check_workbench_ui(lab, expected_points=EXPECTED_MAP_POINTS, lasso_retries=0)
+    # laid out for work at 1400 x 1000: map, filters and gallery in view at once, labels apart
+    check_panel_layout(lab, 1400, 1000)
+    lab.dump()
     for k, v in timings.items():
         record_property(k, v)
 

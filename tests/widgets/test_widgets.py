@@ -39,7 +39,14 @@ def test_panel_sliders_map_and_counts(wb):
     assert kept_shown(wb) < before
     sel = apply(wb.workspace.collection, Recipe.from_dict(wb.workspace.recipe.to_dict()))
     assert kept_shown(wb) == sel.kept
-    assert wb.filters.hist.layout.title.text == "similarity" and sum(wb.filters.hist.data[0].y) > 0
+    assert wb.filters.hist.layout.title.text.startswith("similarity") and sum(wb.filters.hist.data[0].y) > 0
+    # the histogram spans the column's whole range; the threshold is a line; the slider says what it keeps
+    lo, hi = wb.workspace.value_range("similarity")
+    assert tuple(wb.filters.hist.layout.xaxis.range) == (lo, hi) and lo < 0.2 and hi > 0.4
+    assert [(sh.x0, sh.x1) for sh in wb.filters.hist.layout.shapes] == [(0.33, 0.33)]
+    c = wb.workspace.counts()
+    keeps = 100 * (1 - c["rules"][0]["removed_alone"] / c["rows"])
+    assert f"0.330 &middot; keeps <b>{keeps:.1f}%</b>" in wb.filters.shares[0].value
     wb.flush()  # the map recolours a moment after the counts
     colours = np.asarray(wb.map.fig.data[0].marker.color)
     assert np.array_equal(colours, wb.workspace.kept_mask()[wb.map.data.rows].astype(np.uint8))
