@@ -41,10 +41,19 @@ def half_precision_is_fast() -> bool:
     if os.environ.get("WORKBENCH_NO_NUMBA"):  # its kernels pick the top k of bfloat16 products
         return False
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe and probe()) and _allow_amx(torch)
+    except RuntimeError:  # a build or kernel that refuses the tiles: float32
+        return False
+
+
+def _allow_amx(torch) -> bool:
+    """Ask the kernel for AMX tile state for this process (once per process; a forked child inherits
+    it, a fresh one does not: without it the CPU library falls back to far slower bfloat16 code)."""
     init = getattr(torch.cpu, "_init_amx", None)
     try:
-        return bool(probe and probe() and init and init())
-    except RuntimeError:  # a build or kernel that refuses the tiles: float32
+        return bool(init and init())
+    except RuntimeError:
         return False
 
 
@@ -118,6 +127,7 @@ class _Neighbours:
         self.sample = sorted_sample
         self.sample_t = torch.from_numpy(self.sample)
         if precision == "bfloat16":
+            _allow_amx(torch)  # a process started afresh (a Ray worker) must ask Linux for the AMX tiles
             self.sample_h = self.sample_t.to(torch.bfloat16)
             self.cent_h = self.cent.to(torch.bfloat16)
             self.padded = [torch.cat([c, c.new_zeros(-len(c) % PLACE_PAD)]) for c in self.cand]
