@@ -5,7 +5,9 @@ the sample's row ids and fitted positions) and places one shard at a time
 (:meth:`Placer.place_shard`); :func:`project` runs it shard by shard here, or, with an engine, as
 one task per shard (:func:`place_task`), the placer passed through a file beside the collection's
 caches (``Placer.save`` / ``Placer.load``: plain ``.npy`` arrays, never a pickle) so that no task
-carries the sample. Chunks never cross a shard, so both ways give the same bytes.
+carries the sample. Chunks never cross a shard, so both ways give the same bytes (with float32
+products, up to the BLAS library's rounding at another thread count: one row in 4M moved by 4e-9
+in ``benchmarks/bench_place.py``; bfloat16 products were identical).
 """
 from __future__ import annotations
 
@@ -25,7 +27,9 @@ EXACT_PLACE_MAX = 5_000  # sample sizes up to this are searched exactly during p
 PLACE_PROBE = 8  # large samples: rows compared per query ~ PLACE_PROBE mean lists (nearest lists first)
 PLACE_CHUNK_ROWS = 65_536
 PLACE_TEMPERATURE = 0.05  # cosine units: a neighbour 0.05 less similar than the nearest weighs 1/e as much
-PLACE_TILE = 128  # half precision: queries per product; products come in a few fixed shapes (see _Neighbours)
+PLACE_TILE = 256  # half precision: queries per product; products come in a few fixed shapes (see _Neighbours)
+PLACE_CHUNK_ROWS_HALF = 262_144  # half precision: rows per chunk (256 MB of bfloat16 rows at 512-d, plus a sorted copy):
+#   more queries per list share each gathered candidate block (1 thread: 187,000 -> 236,000 rows/s)
 PLACE_PAD = 128  # half precision: candidate blocks padded to a multiple of this many rows
 PRECISIONS = ("auto", "bfloat16", "float32")
 PLACE_PRECISION = "auto"  # of the grouped search's products: bfloat16 where the CPU has AMX, else float32
@@ -262,11 +266,20 @@ def _bits(t) -> np.ndarray:
 
 
 def _place(sims: np.ndarray, idx: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """Similarity-weighted means (see the module docstring) of `pos` rows `idx` (n, k)."""
-    w = np.exp((sims - sims[:, :1]) / PLACE_TEMPERATURE)
+    """Similarity-weighted means (see the module docstring) of `pos` rows `idx` (n, k).
+
+    In float64, the k terms added in a fixed order, then rounded to float32, so that the result
+    does not depend on which SIMD path numpy's float32 reductions take (memory alignment)."""
+    s = sims.astype(np.float64)
+    w = np.exp((s - s[:, :1]) / PLACE_TEMPERATURE)
     w[idx < 0] = 0
-    p = pos[np.maximum(idx, 0)]  # (n, k, 2)
-    return (np.einsum("nk,nkc->nc", w, p) / w.sum(axis=1, keepdims=True)).astype(np.float32)
+    p = pos[np.maximum(idx, 0)].astype(np.float64)  # (n, k, 2)
+    num = np.zeros((len(w), 2))
+    den = np.zeros(len(w))
+    for j in range(w.shape[1]):
+        num += w[:, j, None] * p[:, j]
+        den += w[:, j]
+    return (num / den[:, None]).astype(np.float32)
 
 
 class Placer:
@@ -287,7 +300,8 @@ class Placer:
         out[self.rows[lo:hi] - a] = self.fitted[lo:hi]
         placed = 0
         rows = self.rows
-        for ch in collection.iter_embeddings(kind, chunk_rows=PLACE_CHUNK_ROWS, shards=[i], normalize=False):
+        chunk = PLACE_CHUNK_ROWS_HALF if self.nb.precision == "bfloat16" else PLACE_CHUNK_ROWS
+        for ch in collection.iter_embeddings(kind, chunk_rows=chunk, shards=[i], normalize=False):
             q, valid = self.nb.queries(ch.data)
             m = len(q)
             local = np.arange(ch.start, ch.start + m, dtype=np.int64)
