@@ -27,9 +27,7 @@ EXACT_PLACE_MAX = 5_000  # sample sizes up to this are searched exactly during p
 PLACE_PROBE = 8  # large samples: rows compared per query ~ PLACE_PROBE mean lists (nearest lists first)
 PLACE_CHUNK_ROWS = 65_536
 PLACE_TEMPERATURE = 0.05  # cosine units: a neighbour 0.05 less similar than the nearest weighs 1/e as much
-PLACE_TILE = 256  # half precision: queries per product; products come in a few fixed shapes (see _Neighbours)
-PLACE_CHUNK_ROWS_HALF = 262_144  # half precision: rows per chunk (256 MB of bfloat16 rows at 512-d, plus a sorted copy):
-#   more queries per list share each gathered candidate block (1 thread: 187,000 -> 236,000 rows/s)
+PLACE_TILE = 128  # half precision: queries per product; products come in a few fixed shapes (see _Neighbours)
 PLACE_PAD = 128  # half precision: candidate blocks padded to a multiple of this many rows
 PRECISIONS = ("auto", "bfloat16", "float32")
 PLACE_PRECISION = "auto"  # of the grouped search's products: bfloat16 where the CPU has AMX, else float32
@@ -300,8 +298,7 @@ class Placer:
         out[self.rows[lo:hi] - a] = self.fitted[lo:hi]
         placed = 0
         rows = self.rows
-        chunk = PLACE_CHUNK_ROWS_HALF if self.nb.precision == "bfloat16" else PLACE_CHUNK_ROWS
-        for ch in collection.iter_embeddings(kind, chunk_rows=chunk, shards=[i], normalize=False):
+        for ch in collection.iter_embeddings(kind, chunk_rows=PLACE_CHUNK_ROWS, shards=[i], normalize=False):
             q, valid = self.nb.queries(ch.data)
             m = len(q)
             local = np.arange(ch.start, ch.start + m, dtype=np.int64)
