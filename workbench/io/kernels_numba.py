@@ -40,21 +40,28 @@ def stats_f16(u, total, norms, finite):
 
 
 @nb.njit(**_OPTS)
+def _unit_row(u, i, f, bits):
+    """Row i of fp16 bits as a float32 unit row in f (bits: its uint32 view); False (f left as
+    loaded) for a NaN, inf or zero-norm row."""
+    ok, nrm = _load_row(u, i, f, bits)
+    if not (ok and nrm > 1e-12):
+        return False
+    inv = 1.0 / nrm
+    for j in range(u.shape[1]):
+        f[j] = np.float32(np.float64(f[j]) * inv)
+    return True
+
+
+@nb.njit(**_OPTS)
 def normalize_f16(u, out, valid):
     d = u.shape[1]
     bits = np.empty(d, np.uint32)
     f = bits.view(np.float32)
     for i in range(u.shape[0]):
-        ok, nrm = _load_row(u, i, f, bits)
-        ok = ok and nrm > 1e-12
+        ok = _unit_row(u, i, f, bits)
         valid[i] = ok
-        if ok:
-            inv = 1.0 / nrm
-            for j in range(d):
-                out[i, j] = np.float32(np.float64(f[j]) * inv)
-        else:
-            for j in range(d):
-                out[i, j] = 0.0
+        for j in range(d):
+            out[i, j] = f[j] if ok else 0.0
 
 
 @nb.njit(nogil=True, cache=True)

@@ -2,7 +2,7 @@
 import numba as nb
 import numpy as np
 
-from workbench.io.kernels_numba import _load_row
+from workbench.io.kernels_numba import _unit_row
 
 _BLOCK = 16
 
@@ -92,13 +92,9 @@ def unit_bf16(u, out, valid):
     for i in nb.prange(u.shape[0]):
         bits = np.empty(d, np.uint32)
         f = bits.view(np.float32)
-        ok, nrm = _load_row(u, i, f, bits)
-        ok = ok and nrm > 1e-12
+        ok = _unit_row(u, i, f, bits)
         valid[i] = ok
         if ok:
-            inv = 1.0 / nrm
-            for j in range(d):
-                f[j] = np.float32(np.float64(f[j]) * inv)
             for j in range(d):
                 b = bits[j]
                 out[i, j] = np.uint16((b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))

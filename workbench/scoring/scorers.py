@@ -425,6 +425,11 @@ def fasttext_lid():
     return _LID["model"]
 
 
+def _require_captions(collection) -> None:
+    if "caption" not in collection.metadata.collect_schema().names():
+        raise WorkbenchError("language detection needs captions, which this collection lacks", collection.path)
+
+
 def fasttext_language(model, text: str) -> tuple[str, float]:
     """(ISO code, probability) of `text` as DataComp's ``get_fasttext_language`` asks fastText: the raw
     caption with each newline replaced by a space, nothing else changed."""
@@ -445,8 +450,7 @@ class LanguageScorer(Scorer):
     schema = {"language": pl.Utf8, "language_confidence": pl.Float32}
 
     def prepare(self, collection) -> None:
-        if "caption" not in collection.metadata.collect_schema().names():
-            raise WorkbenchError("language detection needs captions, which this collection lacks", collection.path)
+        _require_captions(collection)
         fasttext_lid_path()
 
     def spec(self) -> dict:
@@ -477,8 +481,7 @@ class Gcld3LanguageScorer(Scorer):
     schema = {"language_gcld3": pl.Utf8, "language_gcld3_confidence": pl.Float32}
 
     def prepare(self, collection) -> None:
-        if "caption" not in collection.metadata.collect_schema().names():
-            raise WorkbenchError("language detection needs captions, which this collection lacks", collection.path)
+        _require_captions(collection)
         gcld3_module()
 
     def spec(self) -> dict:
