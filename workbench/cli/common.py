@@ -51,16 +51,9 @@ def show_progress(args) -> bool:
 
 def load_recipe(spec: str):
     """A recipe argument: a preset name (unless a file of that name exists) or a recipe file."""
-    from pathlib import Path
+    from workbench.curation.compare import resolve_recipe
 
-    from workbench.curation.recipe import PRESETS, Recipe, preset
-    from workbench.errors import WorkbenchError
-
-    if spec in PRESETS and not Path(spec).exists():
-        return preset(spec)
-    if not Path(spec).exists():
-        raise WorkbenchError(f"no such recipe file, and not a preset (presets: {', '.join(PRESETS)})", spec)
-    return Recipe.load(spec)
+    return resolve_recipe(spec)
 
 
 def recipe_text(spec: str) -> str:
