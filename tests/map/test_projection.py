@@ -165,26 +165,43 @@ def test_large_samples_find_neighbours_by_lists(demo_master, monkeypatch):
 def test_the_half_precision_top_k_matches_a_sort():
     """The bfloat16 top-k kernel: the k largest values of the first n columns, largest first, ties
     by the lower column, exactly as a stable sort of the values (negatives, zeros, -inf, ties,
-    widths that are not a multiple of its blocks)."""
+    padding columns beyond n, widths split into stripes and widths too narrow or odd for them)."""
     import torch
     from workbench.map.placement_numba import top_k_bf16
 
     rng = np.random.default_rng(3)
-    for m, n, k in [(7, 1000, 10), (33, 37, 5), (4, 16, 16), (5, 300, 1)]:
-        vals = rng.standard_normal((m, n + 9)).astype(np.float32) * 0.1 + rng.choice([-0.6, 0.0, 0.6], (m, 1))
+    for m, n, k, pad in [(7, 1000, 10, 9), (33, 37, 5, 9), (4, 16, 16, 9), (5, 300, 1, 9), (6, 1015, 10, 9),
+                         (9, 119, 10, 9), (3, 71, 12, 9), (8, 896, 10, 128), (4, 10, 10, 118)]:
+        vals = rng.standard_normal((m, n + pad)).astype(np.float32) * 0.1 + rng.choice([-0.6, 0.0, 0.6], (m, 1))
         vals[:, ::7] = np.round(vals[:, ::7], 1)  # many ties
         vals[0, :5] = [0.0, -0.0, -np.inf, 1.0, 1.0]
         h = torch.from_numpy(vals).to(torch.bfloat16)
         f = h.float().numpy()
         bits = np.zeros((m, k), np.uint32)
         cols = np.zeros((m, k), np.int64)
-        top_k_bf16(h.view(torch.int16).numpy().view(np.uint16), m, n, k, bits, cols)
+        top_k_bf16(h.view(torch.int16).numpy(), m, n, k, bits, cols)
         want = np.argsort(-f[:, :n], axis=1, kind="stable")[:, :k]
         got = bits.view(np.float32)
         np.testing.assert_array_equal(got, np.take_along_axis(f, want, axis=1))
         zero = f[:, :n] == 0  # +0 and -0 are equal values but may swap places
         same = np.take_along_axis(~zero, want, axis=1)
         np.testing.assert_array_equal(cols[same], want[same])
+
+
+def test_the_half_precision_argmax_takes_the_first_largest_of_the_first_n_columns():
+    import torch
+    from workbench.map.placement_numba import argmax_bf16
+
+    rng = np.random.default_rng(4)
+    vals = np.round(rng.standard_normal((50, 70)).astype(np.float32), 1)  # ties
+    vals[0, :3] = [-np.inf, -0.0, -0.0]
+    vals[0, 3:] = -1.0
+    vals[1, 60:] = 9.0  # beyond n: never chosen
+    h = torch.from_numpy(vals).to(torch.bfloat16)
+    out = np.full(50, -1, np.int64)
+    argmax_bf16(h.view(torch.int16).numpy(), 49, 60, out)
+    np.testing.assert_array_equal(out[:49], np.argmax(h.float().numpy()[:49, :60], axis=1))
+    assert out[49] == -1 and out[0] == 1
 
 
 def test_half_precision_products_find_the_same_neighbours(demo_master, monkeypatch):

@@ -131,7 +131,8 @@ class _Neighbours:
         if precision == "bfloat16":
             _allow_amx(torch)  # a process started afresh (a Ray worker) must ask Linux for the AMX tiles
             self.sample_h = self.sample_t.to(torch.bfloat16)
-            self.cent_h = self.cent.to(torch.bfloat16)
+            cent_h = self.cent.to(torch.bfloat16)  # padded to a multiple of 64 rows (faster products)
+            self.cent_h = torch.cat([cent_h, cent_h.new_zeros(-len(cent_h) % 64, cent_h.shape[1])])
             self.padded = [torch.cat([c, c.new_zeros(-len(c) % PLACE_PAD)]) for c in self.cand]
         self.method = (f"grouped: {len(cent)} lists, ~{np.mean([len(c) for c in self.cand]):.0f} candidates"
                        + (", bfloat16 products" if precision == "bfloat16" else ""))
@@ -221,18 +222,30 @@ class _Neighbours:
         torch, k, tile = self.torch, self.k, PLACE_TILE
         qh = q if isinstance(q, torch.Tensor) else torch.from_numpy(q).to(torch.bfloat16)
         n, d = qh.shape
-        top = np.empty(n, np.int64)
+        lists = len(self.cand)
+        # every product writes into a buffer made once per call: a fresh result per product costs
+        # page faults (glibc maps large blocks anew), and the shapes stay few and fixed
         block = 16 * tile  # the nearest list, in blocks of one shape (the last one padded)
+        qb = qh.new_zeros(block, d)
+        near = qh.new_empty(block, self.cent_h.shape[0])
+        top = np.empty(n, np.int64)
         for a in range(0, n, block):
-            qb = qh[a:a + block]
-            if len(qb) < block:
-                qb = torch.cat([qb, qb.new_zeros(block - len(qb), d)])
-            argmax_bf16(_bits(qb @ self.cent_h.T), min(block, n - a), top[a:a + block])
+            m = min(block, n - a)
+            src = qh[a:a + m]
+            if m < block:
+                qb[:m] = src
+                src = qb
+            torch.matmul(src, self.cent_h.T, out=near)
+            argmax_bf16(_bits(near), m, lists, top[a:a + m])
         order = np.argsort(top, kind="stable")
-        bounds = np.searchsorted(top[order], np.arange(len(self.cand) + 1))
-        # the queries sorted by list (one gather), plus a tile of zeros: every tile is a slice of
-        # one of four shapes, its spare rows the next list's queries (or zeros), ignored
-        qs = torch.cat([qh.index_select(0, torch.from_numpy(order)), qh.new_zeros(tile, d)])
+        bounds = np.searchsorted(top[order], np.arange(lists + 1))
+        # the queries sorted by list, plus a tile of zeros: every tile is a slice of one of four
+        # shapes, its spare rows the next list's queries (or zeros), ignored
+        qs = qh.new_empty(n + tile, d)
+        torch.index_select(qh, 0, torch.from_numpy(order), out=qs[:n])
+        qs[n:] = 0
+        cands = qh.new_empty(max(len(p) for p in self.padded), d)
+        prod = qh.new_empty(tile * cands.shape[0])
         bits = np.empty((n, k), np.uint32)
         pos = np.empty((n, k), np.int64)
         exact = []
@@ -242,10 +255,15 @@ class _Neighbours:
             if size < k:
                 exact.append(order[lo:hi])
                 continue
-            cands = self.sample_h.index_select(0, self.padded[j])
+            width = len(self.padded[j])
+            cj = cands[:width]
+            torch.index_select(self.sample_h, 0, self.padded[j], out=cj)
             for t in range(lo, hi, tile):
                 m = min(tile, hi - t)
-                top_k_bf16(_bits(qs[t:t + m + (-m % 32)] @ cands.T), m, size, k, bits[t:t + m], pos[t:t + m])
+                rows = m + (-m % 32)
+                out = prod[:rows * width].view(rows, width)
+                torch.matmul(qs[t:t + rows], cj.T, out=out)
+                top_k_bf16(_bits(out), m, size, k, bits[t:t + m], pos[t:t + m])
             pos[lo:hi] = self.cand[j].numpy()[pos[lo:hi]]
         sims = np.empty((n, k), np.float32)
         idx = np.empty((n, k), np.int64)
@@ -257,10 +275,10 @@ class _Neighbours:
 
 
 def _bits(t) -> np.ndarray:
-    """A bfloat16 tensor's bit patterns as a uint16 array (no copy)."""
+    """A bfloat16 tensor's bit patterns as an int16 array (no copy)."""
     import torch
 
-    return t.view(torch.int16).numpy().view(np.uint16)
+    return t.view(torch.int16).numpy()
 
 
 def _place(sims: np.ndarray, idx: np.ndarray, pos: np.ndarray) -> np.ndarray:

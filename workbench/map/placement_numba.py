@@ -1,85 +1,105 @@
-"""numba kernel of :mod:`workbench.map.placement` (imported lazily; compiled once, cached on disk)."""
+"""numba kernels of :mod:`workbench.map.placement` (imported lazily; compiled once, cached on disk).
+
+bfloat16 values are handled as their bit patterns (int16), mapped by :func:`_key` to int16 keys
+that order as the values do (-0 just below +0), so comparisons vectorise as plain integer ones.
+"""
 import numba as nb
 import numpy as np
 
 from workbench.io.kernels_numba import _unit_row
 
-_BLOCK = 16
+_STRIPES = 8  # top-k: a row's columns as 8 stripes; "groups" are the columns at one offset in each
 
 
 @nb.njit(nogil=True, cache=True, inline="always")
 def _key(b):
-    """An int32 that orders bfloat16 bit patterns `b` (uint16) as their values."""
-    x = np.int32(b)
-    return x if x < 0x8000 else np.int32(0x7FFF) - x
-
-
-@nb.njit(nogil=True, cache=True, fastmath=True, boundscheck=False)
-def _block_max(row, a):
-    m = _key(row[a])
-    for c in range(a + 1, a + _BLOCK):
-        m = max(m, _key(row[c]))
-    return m
-
-
-@nb.njit(nogil=True, cache=True, boundscheck=False)
-def _offer(kv, ix, k, x, c):
-    """Insert key x of column c into the row's best-first list (kv, ix) of k entries, whose last
-    entry x beats; equal keys keep the earlier column first."""
-    p = k - 1
-    while p > 0 and kv[p - 1] < x:
-        kv[p] = kv[p - 1]
-        ix[p] = ix[p - 1]
-        p -= 1
-    kv[p] = x
-    ix[p] = c
+    """An int16 that orders bfloat16 bit patterns `b` (int16) as their values (its own inverse)."""
+    return b ^ ((b >> np.int16(15)) & np.int16(0x7FFF))
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
 def top_k_bf16(s, m, n, k, bits, cols):
-    """For rows r < m of `s` (bfloat16 bit patterns, uint16): the k largest of s[r, :n] (k <= n),
-    largest first (ties: the lower column first), as float32 bit patterns in bits[r] (uint32:
-    view as float32) and their columns in cols[r]. Blocks of 16 whose largest value cannot enter
-    the list are skipped whole, so a row costs little more than one vectorised pass."""
-    kv = np.empty(k, np.int32)
+    """For rows r < m of `s` (bfloat16 bit patterns, int16; fewer than 2**20 columns): the k
+    largest of s[r, :n] (k <= n), largest first (ties: the lower column first), as float32 bit
+    patterns in bits[r] (uint32: view as float32) and their columns in cols[r].
+
+    Exact, with few unpredictable branches (bfloat16 similarities tie often, which defeats a
+    running top-k list): the row's W columns are split into 8 stripes of G = W / 8 and group g
+    is column g of every stripe. The k-th largest group maximum t (a binary search over the
+    key range, counting vectorised) is a lower bound of the k-th largest value, as k groups each
+    hold a value >= t; the values >= t of the groups that reach t (k and their ties) are
+    gathered without branching as (key, column) in one int64, sorted, and the first k kept."""
+    w = s.shape[1]
+    stripes = _STRIPES if (w % _STRIPES == 0 and w // _STRIPES >= k) else 1
+    g_n = w // stripes
+    keys = np.empty(w, np.int16)
+    gm = np.empty(g_n, np.int16)
+    grp = np.empty(g_n, np.int64)
+    cand = np.empty(w, np.int64)
     for r in range(m):
-        ix = cols[r]
         row = s[r]
+        for c in range(w):
+            keys[c] = _key(row[c])
+        for c in range(n, w):  # padding columns: below every value
+            keys[c] = np.int16(-32768)
+        for g in range(g_n):
+            gm[g] = keys[g]
+        for i in range(1, stripes):
+            base = i * g_n
+            for g in range(g_n):
+                gm[g] = max(gm[g], keys[base + g])
+        lo = np.int32(32767)
+        hi = np.int32(-32768)
+        for g in range(g_n):
+            lo = min(lo, np.int32(gm[g]))
+            hi = max(hi, np.int32(gm[g]))
+        while lo < hi:  # t: the largest key that k group maxima reach (g_n >= k reach lo)
+            mid = (lo + hi + 1) >> 1
+            count = 0
+            for g in range(g_n):
+                count += np.int32(gm[g]) >= mid
+            if count >= k:
+                lo = mid
+            else:
+                hi = mid - 1
+        t = lo
+        ng = 0
+        for g in range(g_n):
+            grp[ng] = g
+            ng += np.int32(gm[g]) >= t
+        nc = 0
+        for q in range(ng):
+            g = grp[q]
+            for i in range(stripes):
+                c = i * g_n + g
+                x = np.int64(keys[c])
+                cand[nc] = (x << 20) | (0xFFFFF - c)  # larger: a larger value, or a lower column
+                nc += x >= t
+        for q in range(1, nc):  # descending; nc is k plus ties
+            v = cand[q]
+            p = q
+            while p > 0 and cand[p - 1] < v:
+                cand[p] = cand[p - 1]
+                p -= 1
+            cand[p] = v
         for j in range(k):
-            kv[j] = -0x8000
-            ix[j] = -1
-        lo = np.int32(-0x8000)
-        full = n - n % _BLOCK
-        for a in range(0, full, _BLOCK):
-            if _block_max(row, a) <= lo:
-                continue
-            for c in range(a, a + _BLOCK):
-                x = _key(row[c])
-                if x > lo:
-                    _offer(kv, ix, k, x, c)
-                    lo = kv[k - 1]
-        for c in range(full, n):
-            x = _key(row[c])
-            if x > lo:
-                _offer(kv, ix, k, x, c)
-                lo = kv[k - 1]
-        for j in range(k):
-            b = kv[j] if kv[j] >= 0 else np.int32(0x7FFF) - kv[j]
-            bits[r, j] = np.uint32(b) << np.uint32(16)
+            v = cand[j]
+            cols[r, j] = 0xFFFFF - (v & 0xFFFFF)
+            bits[r, j] = np.uint32(np.uint16(_key(np.int16(v >> 20)))) << np.uint32(16)
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
-def argmax_bf16(s, m, out):
-    """out[r] = the column of the largest of row r of `s` (bfloat16 bit patterns; the first on ties), r < m."""
+def argmax_bf16(s, m, n, out):
+    """out[r] = the column of the largest of s[r, :n] (bfloat16 bit patterns, int16; the first on
+    ties), r < m: one vectorised pass for the maximum, then the first column that holds it."""
     for r in range(m):
         row = s[r]
         best = _key(row[0])
+        for c in range(1, n):
+            best = max(best, _key(row[c]))
         at = 0
-        for c in range(1, s.shape[1]):
-            x = _key(row[c])
-            if x > best:
-                best = x
-                at = c
+        while _key(row[at]) != best:
+            at += 1
         out[r] = at
 
 
@@ -89,15 +109,18 @@ def unit_bf16(u, out, valid):
     `out` (round to nearest even, from the float32 unit row normalize_f16 gives); rows with NaN, inf
     or a zero norm become zeros, valid False (the rule of io.kernels.normalize_rows)."""
     d = u.shape[1]
-    for i in nb.prange(u.shape[0]):
+    n_rows = u.shape[0]
+    step = 256
+    for blk in nb.prange((n_rows + step - 1) // step):  # scratch per block of rows, not per row
         bits = np.empty(d, np.uint32)
         f = bits.view(np.float32)
-        ok = _unit_row(u, i, f, bits)
-        valid[i] = ok
-        if ok:
-            for j in range(d):
-                b = bits[j]
-                out[i, j] = np.uint16((b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
-        else:
-            for j in range(d):
-                out[i, j] = 0
+        for i in range(blk * step, min(n_rows, (blk + 1) * step)):
+            ok = _unit_row(u, i, f, bits)
+            valid[i] = ok
+            if ok:
+                for j in range(d):
+                    b = bits[j]
+                    out[i, j] = np.uint16((b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
+            else:
+                for j in range(d):
+                    out[i, j] = 0
