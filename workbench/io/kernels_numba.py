@@ -11,17 +11,19 @@ _OPTS = dict(nogil=True, cache=True, boundscheck=False, fastmath={"reassoc", "co
 
 @nb.njit(**_OPTS)
 def _load_row(u, i, f, bits):
-    """Unpack row i of fp16 bits into f (float32, exact); returns (finite, norm)."""
-    bad = 0
+    """Unpack row i of fp16 bits into f (float32, exact); returns (finite, norm). Three simple
+    loops, each vectorised (one loop doing all three was not: 2x slower)."""
+    top = np.uint16(0)
+    for j in range(u.shape[1]):
+        top = max(top, u[i, j] & np.uint16(0x7FFF))
     for j in range(u.shape[1]):
         h = np.uint32(u[i, j])
         bits[j] = ((h & np.uint32(0x8000)) << np.uint32(16)) | ((h & np.uint32(0x7FFF)) << np.uint32(13))
-        bad += (h & np.uint32(0x7C00)) == np.uint32(0x7C00)  # exponent all ones: inf or NaN
     ss = 0.0
     for j in range(u.shape[1]):
         f[j] = f[j] * MAGIC
         ss += np.float64(f[j]) * np.float64(f[j])
-    return bad == 0, np.sqrt(ss)
+    return top < np.uint16(0x7C00), np.sqrt(ss)  # exponent all ones somewhere: inf or NaN
 
 
 @nb.njit(**_OPTS)

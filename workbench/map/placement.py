@@ -25,9 +25,9 @@ from workbench.scoring.kmeans import faiss_kmeans
 
 EXACT_PLACE_MAX = 5_000  # sample sizes up to this are searched exactly during placement (exact costs n x m)
 PLACE_PROBE = 8  # large samples: rows compared per query ~ PLACE_PROBE mean lists (nearest lists first)
-PLACE_CHUNK_ROWS = 65_536
+PLACE_CHUNK_ROWS = 262_144  # rows searched together: larger groups per list fill the product tiles (~0.8 GB a worker at 512-d)
 PLACE_TEMPERATURE = 0.05  # cosine units: a neighbour 0.05 less similar than the nearest weighs 1/e as much
-PLACE_TILE = 128  # half precision: queries per product; products come in a few fixed shapes (see _Neighbours)
+PLACE_TILE = 256  # half precision: queries per product; products come in a few fixed shapes (see _Neighbours)
 PLACE_PAD = 128  # half precision: candidate blocks padded to a multiple of this many rows
 PRECISIONS = ("auto", "bfloat16", "float32")
 PLACE_PRECISION = "auto"  # of the grouped search's products: bfloat16 where the CPU has AMX, else float32
@@ -228,7 +228,7 @@ class _Neighbours:
         block = 16 * tile  # the nearest list, in blocks of one shape (the last one padded)
         qb = qh.new_zeros(block, d)
         near = qh.new_empty(block, self.cent_h.shape[0])
-        top = np.empty(n, np.int64)
+        top = np.empty(n, np.uint16 if lists <= 1 << 16 else np.int64)  # 16 bits: argsort is a radix sort
         for a in range(0, n, block):
             m = min(block, n - a)
             src = qh[a:a + m]
@@ -239,7 +239,7 @@ class _Neighbours:
             argmax_bf16(_bits(near), m, lists, top[a:a + m])
         order = np.argsort(top, kind="stable")
         bounds = np.searchsorted(top[order], np.arange(lists + 1))
-        # the queries sorted by list, plus a tile of zeros: every tile is a slice of one of four
+        # the queries sorted by list, plus a tile of zeros: every tile is a slice of PLACE_TILE / 32
         # shapes, its spare rows the next list's queries (or zeros), ignored
         qs = qh.new_empty(n + tile, d)
         torch.index_select(qh, 0, torch.from_numpy(order), out=qs[:n])
