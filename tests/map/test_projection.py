@@ -188,6 +188,26 @@ def test_the_half_precision_top_k_matches_a_sort():
         np.testing.assert_array_equal(cols[same], want[same])
 
 
+def test_the_weighted_means_kernel_gives_the_numpy_bytes(monkeypatch):
+    """Positions from the numba kernel equal the numpy fallback's bit for bit (float64 terms in a
+    fixed order), missing neighbours (-1) weigh nothing, and weights favour the nearest."""
+    from workbench.io import kernels
+    from workbench.map.placement import _place
+
+    rng = np.random.default_rng(5)
+    sims = -np.sort(-rng.uniform(0.3, 0.95, (5000, 10)).astype(np.float32), axis=1)
+    idx = rng.integers(0, 300, (5000, 10))
+    idx[::7, 6:] = -1
+    pos = rng.standard_normal((300, 2)).astype(np.float32)
+    fast = _place(sims, idx, pos)
+    monkeypatch.setattr(kernels, "_numba", lambda: None)
+    slow = _place(sims, idx, pos)
+    assert fast.dtype == np.float32 and np.array_equal(fast, slow)
+    one = _place(np.array([[0.9, 0.5]], np.float32), np.array([[3, 4]]), pos)  # 0.4 apart: weight e^-8
+    assert np.linalg.norm(one[0] - pos[3]) < 1e-3 * (1 + np.linalg.norm(pos[4] - pos[3]))
+    assert np.array_equal(_place(sims[:1], np.array([[7] + [-1] * 9]), pos)[0], pos[7])
+
+
 def test_the_half_precision_argmax_takes_the_first_largest_of_the_first_n_columns():
     import torch
     from workbench.map.placement_numba import argmax_bf16

@@ -285,11 +285,23 @@ def _place(sims: np.ndarray, idx: np.ndarray, pos: np.ndarray) -> np.ndarray:
     """Similarity-weighted means (see the module docstring) of `pos` rows `idx` (n, k).
 
     In float64, the k terms added in a fixed order, then rounded to float32, so that the result
-    does not depend on which SIMD path numpy's float32 reductions take (memory alignment)."""
-    s = sims.astype(np.float64)
-    w = np.exp((s - s[:, :1]) / PLACE_TEMPERATURE)
+    does not depend on which SIMD path numpy's float32 reductions take (memory alignment); the
+    numba kernel and the numpy fallback give the same bytes."""
+    from workbench.io.kernels import _numba
+
+    w = sims.astype(np.float64)
+    w -= w[:, :1].copy()
+    w /= PLACE_TEMPERATURE
+    np.exp(w, out=w)
+    pos = np.asarray(pos, np.float64)
+    if _numba() is not None:
+        from workbench.map.placement_numba import weighted_means
+
+        out = np.empty((len(w), 2), np.float32)
+        weighted_means(w, np.ascontiguousarray(idx), pos, out)
+        return out
     w[idx < 0] = 0
-    p = pos[np.maximum(idx, 0)].astype(np.float64)  # (n, k, 2)
+    p = pos[np.maximum(idx, 0)]  # (n, k, 2)
     num = np.zeros((len(w), 2))
     den = np.zeros(len(w))
     for j in range(w.shape[1]):

@@ -120,3 +120,23 @@ def unit_bf16(u, out, valid):
         for j in range(d):
             b = bits[j] & keep
             o[j] = np.uint16((b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False)
+def weighted_means(w, idx, pos, out):
+    """out[i] = sum_j w[i, j] pos[idx[i, j]] / sum_j w[i, j] (float64, the k terms added in order,
+    then rounded to float32; idx < 0: weight 0), exactly the numpy fallback in placement._place."""
+    n, k = w.shape
+    for i in range(n):
+        x = 0.0
+        y = 0.0
+        d = 0.0
+        for j in range(k):
+            c = idx[i, j]
+            wj = w[i, j] if c >= 0 else 0.0
+            c = max(c, 0)
+            x += wj * pos[c, 0]
+            y += wj * pos[c, 1]
+            d += wj
+        out[i, 0] = np.float32(x / d)
+        out[i, 1] = np.float32(y / d)
