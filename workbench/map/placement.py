@@ -6,7 +6,7 @@ the sample's row ids and fitted positions) and places one shard at a time
 one task per shard (:func:`place_task`), the placer passed through a file beside the collection's
 caches (``Placer.save`` / ``Placer.load``: plain ``.npy`` arrays, never a pickle) so that no task
 carries the sample. Chunks never cross a shard, so both ways give the same bytes (with float32
-products, up to the BLAS library's rounding at another thread count: one row in 4M moved by 4e-9
+products, up to the BLAS library's rounding at another thread count or product shape: one row in 4M moved by 4e-9
 in ``benchmarks/bench_place.py``; bfloat16 products were identical).
 """
 from __future__ import annotations
@@ -85,7 +85,8 @@ class _Neighbours:
     between sub-topics; see ``benchmarks/RESULTS.md``). The CPU library compiles a kernel per
     product shape, so the products come in a few fixed shapes: queries in tiles of
     ``PLACE_TILE`` (padded to a multiple of 32) against each list's candidates gathered into one
-    block padded to a multiple of ``PLACE_PAD`` rows (the padding scored -inf)."""
+    block padded to a multiple of ``PLACE_PAD`` rows (the padding scored -inf). Its scratch
+    buffers are kept between calls, so one search serves one thread at a time."""
 
     def __init__(self, sample: np.ndarray, k: int, seed: int | None, precision: str = "auto"):
         m, d = sample.shape
@@ -119,6 +120,7 @@ class _Neighbours:
         import torch
 
         self.torch = torch
+        self._buffers = {}
         self.precision = precision
         self.slices = slices
         self.cand = [torch.from_numpy(np.concatenate([np.arange(a, b) for a, b in sl]) if sl else np.zeros(0, np.int64))
@@ -168,13 +170,28 @@ class _Neighbours:
         if block.dtype == np.float16:
             from workbench.map.placement_numba import unit_bf16
 
-            out = np.empty(block.shape, np.uint16)
+            out = self._scratch("queries", block.shape).view(torch.int16).numpy().view(np.uint16)
             valid = np.empty(len(block), bool)
             if len(block):
                 unit_bf16(np.ascontiguousarray(block).view(np.ndarray).view(np.uint16), out, valid)
-            return torch.from_numpy(out.view(np.int16)).view(torch.bfloat16), valid
+            return torch.from_numpy(out.view(np.int16)).view(torch.bfloat16), valid  # valid until the next call
         x, valid = normalize_rows(block)
         return torch.from_numpy(x).to(torch.bfloat16), valid
+
+    def release(self) -> None:
+        """Drop the scratch buffers (:meth:`_scratch`)."""
+        if getattr(self, "_buffers", None):
+            self._buffers.clear()
+
+    def _scratch(self, name: str, shape: tuple):
+        """A bfloat16 buffer kept between chunks (a fresh block of this size is mapped anew by the
+        allocator each time, and its page faults cost as much as the sorted copy itself)."""
+        torch = self.torch
+        size = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.numel() < size:
+            buf = self._buffers[name] = torch.empty(size, dtype=torch.bfloat16)
+        return buf[:size].view(shape)
 
     @property
     def flat(self):
@@ -226,14 +243,15 @@ class _Neighbours:
         # every product writes into a buffer made once per call: a fresh result per product costs
         # page faults (glibc maps large blocks anew), and the shapes stay few and fixed
         block = 16 * tile  # the nearest list, in blocks of one shape (the last one padded)
-        qb = qh.new_zeros(block, d)
-        near = qh.new_empty(block, self.cent_h.shape[0])
+        qb = self._scratch("block", (block, d))
+        near = self._scratch("near", (block, self.cent_h.shape[0]))
         top = np.empty(n, np.uint16 if lists <= 1 << 16 else np.int64)  # 16 bits: argsort is a radix sort
         for a in range(0, n, block):
             m = min(block, n - a)
             src = qh[a:a + m]
             if m < block:
                 qb[:m] = src
+                qb[m:] = 0
                 src = qb
             torch.matmul(src, self.cent_h.T, out=near)
             argmax_bf16(_bits(near), m, lists, top[a:a + m])
@@ -241,11 +259,11 @@ class _Neighbours:
         bounds = np.searchsorted(top[order], np.arange(lists + 1))
         # the queries sorted by list, plus a tile of zeros: every tile is a slice of PLACE_TILE / 32
         # shapes, its spare rows the next list's queries (or zeros), ignored
-        qs = qh.new_empty(n + tile, d)
+        qs = self._scratch("sorted", (n + tile, d))
         torch.index_select(qh, 0, torch.from_numpy(order), out=qs[:n])
         qs[n:] = 0
-        cands = qh.new_empty(max(len(p) for p in self.padded), d)
-        prod = qh.new_empty(tile * cands.shape[0])
+        cands = self._scratch("cands", (max(len(p) for p in self.padded), d))
+        prod = self._scratch("products", (tile * cands.shape[0],))
         bits = np.empty((n, k), np.uint32)
         pos = np.empty((n, k), np.int64)
         exact = []
@@ -328,24 +346,27 @@ class Placer:
         out[self.rows[lo:hi] - a] = self.fitted[lo:hi]
         placed = 0
         rows = self.rows
-        for ch in collection.iter_embeddings(kind, chunk_rows=PLACE_CHUNK_ROWS, shards=[i], normalize=False):
-            q, valid = self.nb.queries(ch.data)
-            m = len(q)
-            local = np.arange(ch.start, ch.start + m, dtype=np.int64)
-            j = np.searchsorted(rows, local)
-            in_sample = (j < len(rows)) & (rows[np.minimum(j, len(rows) - 1)] == local)
-            todo = valid & ~in_sample
-            count = int(np.count_nonzero(todo))
-            at = ch.start - a
-            if count > m // 2:  # most of the chunk: search it whole rather than copy the rows out
-                s, idx = self.nb.search(q)
-                out[at:at + m][todo] = _place(s[todo], idx[todo], self.fitted)
-            elif count:
-                pick = np.flatnonzero(todo)
-                s, idx = self.nb.search(np.ascontiguousarray(q[todo]) if isinstance(q, np.ndarray)
-                                        else q.index_select(0, self.nb.torch.from_numpy(pick)))
-                out[at + pick] = _place(s, idx, self.fitted)
-            placed += count
+        try:
+            for ch in collection.iter_embeddings(kind, chunk_rows=PLACE_CHUNK_ROWS, shards=[i], normalize=False):
+                q, valid = self.nb.queries(ch.data)
+                m = len(q)
+                local = np.arange(ch.start, ch.start + m, dtype=np.int64)
+                j = np.searchsorted(rows, local)
+                in_sample = (j < len(rows)) & (rows[np.minimum(j, len(rows) - 1)] == local)
+                todo = valid & ~in_sample
+                count = int(np.count_nonzero(todo))
+                at = ch.start - a
+                if count > m // 2:  # most of the chunk: search it whole rather than copy the rows out
+                    s, idx = self.nb.search(q)
+                    out[at:at + m][todo] = _place(s[todo], idx[todo], self.fitted)
+                elif count:
+                    pick = np.flatnonzero(todo)
+                    s, idx = self.nb.search(np.ascontiguousarray(q[todo]) if isinstance(q, np.ndarray)
+                                            else q.index_select(0, self.nb.torch.from_numpy(pick)))
+                    out[at + pick] = _place(s, idx, self.fitted)
+                placed += count
+        finally:  # the search's scratch buffers: kept between chunks, not while the worker idles
+            self.nb.release()
         return out, placed
 
     def save(self, folder: Path) -> Path:
