@@ -19,12 +19,17 @@ Measured, page cache warm, in one run:
   (median distance of the sample's positions from their mean), and how often the nearest
   neighbour differs.
 
+With ``--cold`` the page cache is dropped (``echo 1 > /proc/sys/vm/drop_caches``: root only)
+before the read pass and before each placement, so every one of them reads from disk.
+
     python benchmarks/bench_place.py                   # 10 x 1M rows: ~15 minutes on 2 cores (data ~3 minutes once)
     python benchmarks/bench_place.py --shards 4 --rows 250000 --no-ray
+    sudo python benchmarks/bench_place.py --cold --precisions bfloat16
 """
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -36,6 +41,16 @@ from workbench.io.collection import open_collection
 from workbench.map import placement
 from workbench.map.projection import pca_2d, sample_rows
 from workbench.scoring.scorecache import cache_root
+
+
+def drop_page_cache() -> None:
+    """Write back and drop the page cache, so that the next pass reads from disk (needs root)."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("1\n")
+    except OSError as e:
+        raise SystemExit(f"--cold needs root to drop the page cache: {e}") from None
 
 
 def place_here(placer, c) -> tuple[np.ndarray, int, float]:
@@ -69,6 +84,7 @@ def main() -> None:
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--precisions", default="float32,bfloat16")
     ap.add_argument("--clean", action="store_true", help="delete the generated data afterwards")
+    ap.add_argument("--cold", action="store_true", help="drop the page cache before each measurement (root)")
     ap.add_argument("--json-out")
     args = ap.parse_args()
 
@@ -79,10 +95,12 @@ def main() -> None:
     make_umap_world(root, args.shards, args.rows, args.dim, seed=0)
     c = open_collection(root)
     n = len(c)
-    results: dict = {"machine": C.machine(), "rows": n, "sample": args.sample,
+    cold = drop_page_cache if args.cold else (lambda: None)
+    results: dict = {"machine": C.machine(), "rows": n, "sample": args.sample, "cold": args.cold,
                      "half_precision_is_fast": placement.half_precision_is_fast()}
     print(f"bfloat16 products in hardware (AMX): {results['half_precision_is_fast']}")
     try:
+        cold()
         t0 = time.perf_counter()
         for _ in c.iter_embeddings(normalize=True, chunk_rows=placement.PLACE_CHUNK_ROWS):
             pass
@@ -99,6 +117,7 @@ def main() -> None:
             t0 = time.perf_counter()
             placer = placement.Placer(x, 10, 0, rows, fitted)
             build = time.perf_counter() - t0
+            cold()
             pos, placed, secs = place_here(placer, c)
             here[prec] = pos
             r = {"build_s": build, "placed": placed, "here_s": secs, "here_rows_s": placed / secs,
@@ -109,6 +128,7 @@ def main() -> None:
             engines = [("local", args.workers)] + ([] if args.no_ray else [("ray", args.workers)])
             for kind, workers in engines:
                 with make_engine(kind, workers) as engine:
+                    cold()
                     other, s2 = place_engine(placer, c, engine)
                 same = bool(np.array_equal(other, pos, equal_nan=True))
                 r[f"{kind}_s"], r[f"{kind}_rows_s"], r[f"{kind}_identical"] = s2, placed / s2, same
