@@ -6,8 +6,8 @@ the sample's row ids and fitted positions) and places one shard at a time
 one task per shard (:func:`place_task`), the placer passed through a file beside the collection's
 caches (``Placer.save`` / ``Placer.load``: plain ``.npy`` arrays, never a pickle) so that no task
 carries the sample. Chunks never cross a shard, so both ways give the same bytes (with float32
-products, up to the BLAS library's rounding at another thread count or product shape: one row in 4M moved by 4e-9
-in ``benchmarks/bench_place.py``; bfloat16 products were identical).
+products, up to the BLAS library's rounding at another thread count or product shape: one row in
+4M moved by 4e-9 in ``benchmarks/bench_place.py``; bfloat16 products were identical).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from workbench.scoring.kmeans import faiss_kmeans
 
 EXACT_PLACE_MAX = 5_000  # sample sizes up to this are searched exactly during placement (exact costs n x m)
 PLACE_PROBE = 8  # large samples: rows compared per query ~ PLACE_PROBE mean lists (nearest lists first)
-PLACE_CHUNK_ROWS = 262_144  # rows searched together: larger groups per list fill the product tiles (~0.8 GB a worker at 512-d)
+PLACE_CHUNK_ROWS = 262_144  # rows searched together: fuller product tiles; ~0.8 GB a worker at 512-d
 PLACE_TEMPERATURE = 0.05  # cosine units: a neighbour 0.05 less similar than the nearest weighs 1/e as much
 PLACE_TILE = 256  # half precision: queries per product; products come in a few fixed shapes (see _Neighbours)
 PLACE_PAD = 128  # half precision: candidate blocks padded to a multiple of this many rows
@@ -240,8 +240,7 @@ class _Neighbours:
         qh = q if isinstance(q, torch.Tensor) else torch.from_numpy(q).to(torch.bfloat16)
         n, d = qh.shape
         lists = len(self.cand)
-        # every product writes into a buffer made once per call: a fresh result per product costs
-        # page faults (glibc maps large blocks anew), and the shapes stay few and fixed
+        # every product and copy writes into a scratch buffer (see _scratch), in a few fixed shapes
         block = 16 * tile  # the nearest list, in blocks of one shape (the last one padded)
         qb = self._scratch("block", (block, d))
         near = self._scratch("near", (block, self.cent_h.shape[0]))
