@@ -167,7 +167,7 @@ def test_the_half_precision_top_k_matches_a_sort():
     by the lower column, exactly as a stable sort of the values (negatives, zeros, -inf, ties,
     padding columns beyond n, widths split into stripes and widths too narrow or odd for them)."""
     import torch
-    from workbench.map.placement_numba import top_k_bf16
+    from workbench.map.placement_numba import top_k
 
     rng = np.random.default_rng(3)
     for m, n, k, pad in [(7, 1000, 10, 9), (33, 37, 5, 9), (4, 16, 16, 9), (5, 300, 1, 9), (6, 1015, 10, 9),
@@ -179,7 +179,7 @@ def test_the_half_precision_top_k_matches_a_sort():
         f = h.float().numpy()
         bits = np.zeros((m, k), np.uint32)
         cols = np.zeros((m, k), np.int64)
-        top_k_bf16(h.view(torch.int16).numpy(), m, n, k, bits, cols)
+        top_k(h.view(torch.int16).numpy(), m, n, k, bits, cols)
         want = np.argsort(-f[:, :n], axis=1, kind="stable")[:, :k]
         got = bits.view(np.float32)
         np.testing.assert_array_equal(got, np.take_along_axis(f, want, axis=1))
@@ -210,7 +210,7 @@ def test_the_weighted_means_kernel_gives_the_numpy_bytes(monkeypatch):
 
 def test_the_half_precision_argmax_takes_the_first_largest_of_the_first_n_columns():
     import torch
-    from workbench.map.placement_numba import argmax_bf16
+    from workbench.map.placement_numba import argmax
 
     rng = np.random.default_rng(4)
     vals = np.round(rng.standard_normal((50, 70)).astype(np.float32), 1)  # ties
@@ -219,7 +219,7 @@ def test_the_half_precision_argmax_takes_the_first_largest_of_the_first_n_column
     vals[1, 60:] = 9.0  # beyond n: never chosen
     h = torch.from_numpy(vals).to(torch.bfloat16)
     out = np.full(50, -1, np.int64)
-    argmax_bf16(h.view(torch.int16).numpy(), 49, 60, out)
+    argmax(h.view(torch.int16).numpy(), 49, 60, out)
     np.testing.assert_array_equal(out[:49], np.argmax(h.float().numpy()[:49, :60], axis=1))
     assert out[49] == -1 and out[0] == 1
 

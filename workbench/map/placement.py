@@ -27,8 +27,8 @@ EXACT_PLACE_MAX = 5_000  # sample sizes up to this are searched exactly during p
 PLACE_PROBE = 8  # large samples: rows compared per query ~ PLACE_PROBE mean lists (nearest lists first)
 PLACE_CHUNK_ROWS = 262_144  # rows searched together: fuller product tiles; ~0.8 GB a worker at 512-d
 PLACE_TEMPERATURE = 0.05  # cosine units: a neighbour 0.05 less similar than the nearest weighs 1/e as much
-PLACE_TILE = 256  # half precision: queries per product; products come in a few fixed shapes (see _Neighbours)
-PLACE_PAD = 128  # half precision: candidate blocks padded to a multiple of this many rows
+PLACE_TILE = 256  # queries per product; products come in a few fixed shapes (see _Neighbours)
+PLACE_PAD = 128  # candidate blocks padded to a multiple of this many rows
 PRECISIONS = ("auto", "bfloat16", "float32")
 PLACE_PRECISION = "auto"  # of the grouped search's products: bfloat16 where the CPU has AMX, else float32
 
@@ -40,7 +40,7 @@ def half_precision_is_fast() -> bool:
     the same machine always places the same bytes."""
     import torch
 
-    if os.environ.get("WORKBENCH_NO_NUMBA"):  # its kernels pick the top k of bfloat16 products
+    if os.environ.get("WORKBENCH_NO_NUMBA"):  # the numpy-only test runs: float32, the portable products
         return False
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     try:
@@ -74,19 +74,20 @@ class _Neighbours:
     samples: the sample is split into ~2 sqrt(m) lists by spherical k-means (faiss); a query
     is compared with the rows of the lists nearest to *its* nearest list's centroid (that list
     first, then the next nearest while their rows stay within ``PLACE_PROBE`` mean list sizes:
-    big lists near many others would otherwise make the cost uneven). Queries are grouped by that list and the sample is stored sorted by list, so a group
-    costs a few matrix products against contiguous slices (BLAS speed, no gathering; faiss's
-    per-query inverted-file scan re-reads its lists from memory for every query and was ~10x
-    slower here).
+    big lists near many others would otherwise make the cost uneven). Queries are grouped by that
+    list, and each group is compared with its list's candidates in a few matrix products (BLAS
+    speed; faiss's per-query inverted-file scan re-reads its lists from memory for every query and
+    was ~10x slower here), then a numba kernel keeps each query's top k (ties: the lower sample
+    row first).
 
     ``precision="bfloat16"`` (the default where :func:`half_precision_is_fast`) runs the grouped
     products in bfloat16 (float32 sums, similarities rounded to bfloat16: ~0.004 near 1, which
     moves a row's weights by a few percent and its position by a small fraction of the gap
-    between sub-topics; see ``benchmarks/RESULTS.md``). The CPU library compiles a kernel per
-    product shape, so the products come in a few fixed shapes: queries in tiles of
-    ``PLACE_TILE`` (padded to a multiple of 32) against each list's candidates gathered into one
-    block padded to a multiple of ``PLACE_PAD`` rows (the padding scored -inf). Its scratch
-    buffers are kept between calls, so one search serves one thread at a time."""
+    between sub-topics; see ``benchmarks/RESULTS.md``), else in float32. The CPU library compiles
+    a bfloat16 kernel per product shape, so the products come in a few fixed shapes: queries in
+    tiles of ``PLACE_TILE`` (padded to a multiple of 32) against each list's candidates gathered
+    into one block padded to a multiple of ``PLACE_PAD`` rows (the padding never chosen). Its
+    scratch buffers are kept between calls, so one search serves one thread at a time."""
 
     def __init__(self, sample: np.ndarray, k: int, seed: int | None, precision: str = "auto"):
         m, d = sample.shape
@@ -129,13 +130,13 @@ class _Neighbours:
         self.cent = torch.from_numpy(cent)
         self.perm = perm
         self.sample = sorted_sample
-        self.sample_t = torch.from_numpy(self.sample)
+        self.dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
         if precision == "bfloat16":
             _allow_amx(torch)  # a process started afresh (a Ray worker) must ask Linux for the AMX tiles
-            self.sample_h = self.sample_t.to(torch.bfloat16)
-            cent_h = self.cent.to(torch.bfloat16)  # padded to a multiple of 64 rows (faster products)
-            self.cent_h = torch.cat([cent_h, cent_h.new_zeros(-len(cent_h) % 64, cent_h.shape[1])])
-            self.padded = [torch.cat([c, c.new_zeros(-len(c) % PLACE_PAD)]) for c in self.cand]
+        self.sample_h = torch.from_numpy(self.sample).to(self.dtype)  # float32: no copy
+        cent_h = self.cent.to(self.dtype)  # padded to a multiple of 64 rows (faster products)
+        self.cent_h = torch.cat([cent_h, cent_h.new_zeros(-len(cent_h) % 64, cent_h.shape[1])])
+        self.padded = [torch.cat([c, c.new_zeros(-len(c) % PLACE_PAD)]) for c in self.cand]
         self.method = (f"grouped: {len(cent)} lists, ~{np.mean([len(c) for c in self.cand]):.0f} candidates"
                        + (", bfloat16 products" if precision == "bfloat16" else ""))
 
@@ -170,7 +171,7 @@ class _Neighbours:
         if block.dtype == np.float16:
             from workbench.map.placement_numba import unit_bf16
 
-            out = self._scratch("queries", block.shape).view(torch.int16).numpy().view(np.uint16)
+            out = self._scratch("queries", block.shape).view(torch.int16).numpy().view(np.uint16)  # bfloat16 here
             valid = np.empty(len(block), bool)
             if len(block):
                 unit_bf16(np.ascontiguousarray(block).view(np.ndarray).view(np.uint16), out, valid)
@@ -184,13 +185,13 @@ class _Neighbours:
             self._buffers.clear()
 
     def _scratch(self, name: str, shape: tuple):
-        """A bfloat16 buffer kept between chunks (a fresh block of this size is mapped anew by the
+        """A buffer of the search's dtype kept between chunks (a fresh block of this size is mapped anew by the
         allocator each time, and its page faults cost as much as the sorted copy itself)."""
         torch = self.torch
         size = math.prod(shape)
         buf = self._buffers.get(name)
         if buf is None or buf.numel() < size:
-            buf = self._buffers[name] = torch.empty(size, dtype=torch.bfloat16)
+            buf = self._buffers[name] = torch.empty(size, dtype=self.dtype)
         return buf[:size].view(shape)
 
     @property
@@ -208,36 +209,13 @@ class _Neighbours:
         (float32, or as :meth:`queries` gives them)."""
         if self.cand is None:
             return self.flat.search(q, self.k)
-        if self.precision == "bfloat16":
-            return self._search_half(q)
-        torch, k = self.torch, self.k
-        sims = np.empty((len(q), k), np.float32)
-        idx = np.empty((len(q), k), np.int64)
-        qt = torch.from_numpy(q)
-        top = (qt @ self.cent.T).argmax(dim=1).numpy()
-        order = np.argsort(top, kind="stable")
-        bounds = np.searchsorted(top[order], np.arange(len(self.cand) + 1))
-        short = []
-        for j in np.flatnonzero(np.diff(bounds)):
-            sel = order[bounds[j]:bounds[j + 1]]
-            if len(self.cand[j]) < k:
-                short.append(sel)
-                continue
-            qg = qt[torch.from_numpy(sel)]
-            scores = torch.cat([qg @ self.sample_t[a:b].T for a, b in self.slices[j]], dim=1)
-            v, i = torch.topk(scores, k, dim=1)
-            sims[sel] = v.numpy()
-            idx[sel] = self.cand[j][i].numpy()
-        if short:  # candidate blocks smaller than k: those rows searched exactly
-            sel = np.concatenate(short)
-            sims[sel], idx[sel] = self.flat.search(np.ascontiguousarray(q[sel]), k)
-        return sims, self.perm[idx]
+        return self._search_grouped(q)
 
-    def _search_half(self, q) -> tuple[np.ndarray, np.ndarray]:
-        from workbench.map.placement_numba import argmax_bf16, top_k_bf16
+    def _search_grouped(self, q) -> tuple[np.ndarray, np.ndarray]:
+        from workbench.map.placement_numba import argmax, top_k
 
         torch, k, tile = self.torch, self.k, PLACE_TILE
-        qh = q if isinstance(q, torch.Tensor) else torch.from_numpy(q).to(torch.bfloat16)
+        qh = q if isinstance(q, torch.Tensor) else torch.from_numpy(q).to(self.dtype)
         n, d = qh.shape
         lists = len(self.cand)
         # every product and copy writes into a scratch buffer (see _scratch), in a few fixed shapes
@@ -253,7 +231,7 @@ class _Neighbours:
                 qb[m:] = 0
                 src = qb
             torch.matmul(src, self.cent_h.T, out=near)
-            argmax_bf16(_bits(near), m, lists, top[a:a + m])
+            argmax(_bits(near), m, lists, top[a:a + m])
         order = np.argsort(top, kind="stable")
         bounds = np.searchsorted(top[order], np.arange(lists + 1))
         # the queries sorted by list, plus a tile of zeros: every tile is a slice of PLACE_TILE / 32
@@ -280,7 +258,7 @@ class _Neighbours:
                 rows = m + (-m % 32)
                 out = prod[:rows * width].view(rows, width)
                 torch.matmul(qs[t:t + rows], cj.T, out=out)
-                top_k_bf16(_bits(out), m, size, k, bits[t:t + m], pos[t:t + m])
+                top_k(_bits(out), m, size, k, bits[t:t + m], pos[t:t + m])
             pos[lo:hi] = self.cand[j].numpy()[pos[lo:hi]]
         sims = np.empty((n, k), np.float32)
         idx = np.empty((n, k), np.int64)
@@ -292,10 +270,10 @@ class _Neighbours:
 
 
 def _bits(t) -> np.ndarray:
-    """A bfloat16 tensor's bit patterns as an int16 array (no copy)."""
+    """A bfloat16 or float32 tensor's bit patterns as an int16 or int32 array (no copy)."""
     import torch
 
-    return t.view(torch.int16).numpy()
+    return t.view(torch.int16 if t.dtype == torch.bfloat16 else torch.int32).numpy()
 
 
 def _place(sims: np.ndarray, idx: np.ndarray, pos: np.ndarray) -> np.ndarray:

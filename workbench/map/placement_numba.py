@@ -1,7 +1,8 @@
 """numba kernels of :mod:`workbench.map.placement` (imported lazily; compiled once, cached on disk).
 
-bfloat16 values are handled as their bit patterns (int16), mapped by :func:`_key` to int16 keys
-that order as the values do (-0 just below +0), so comparisons vectorise as plain integer ones.
+Float values are handled as their bit patterns (int16 for bfloat16, int32 for float32), mapped by
+:func:`_key` to integer keys that order as the values do (-0 just below +0), so comparisons
+vectorise as plain integer ones.
 """
 import numba as nb
 import numpy as np
@@ -12,16 +13,18 @@ _STRIPES = 8  # top-k: a row's columns as 8 stripes; "groups" are the columns at
 
 
 @nb.njit(nogil=True, cache=True, inline="always")
-def _key(b):
-    """An int16 that orders bfloat16 bit patterns `b` (int16) as their values (its own inverse)."""
-    return b ^ ((b >> np.int16(15)) & np.int16(0x7FFF))
+def _key(b, top):
+    """An integer that orders the float bit patterns `b` (int16 for bfloat16, top=15; int32 for
+    float32, top=31) as their values, -0 just below +0 (its own inverse)."""
+    return b ^ ((b >> top) & ((1 << top) - 1))
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
-def top_k_bf16(s, m, n, k, bits, cols):
-    """For rows r < m of `s` (bfloat16 bit patterns, int16; fewer than 2**20 columns): the k
-    largest of s[r, :n] (k <= n), largest first (ties: the lower column first), as float32 bit
-    patterns in bits[r] (uint32: view as float32) and their columns in cols[r].
+def top_k(s, m, n, k, bits, cols):
+    """For rows r < m of `s` (bit patterns: int16 of bfloat16 values or int32 of float32 ones;
+    fewer than 2**20 columns): the k largest of s[r, :n] (k <= n), largest first (ties: the
+    lower column first), as float32 bit patterns in bits[r] (uint32: view as float32) and their
+    columns in cols[r].
 
     Exact, with few unpredictable branches (bfloat16 similarities tie often, which defeats a
     running top-k list): the row's W columns are split into 8 stripes of G = W / 8 and group g
@@ -30,34 +33,40 @@ def top_k_bf16(s, m, n, k, bits, cols):
     hold a value >= t; the values >= t of the groups that reach t (k and their ties) are
     gathered without branching as (key, column) in one int64, sorted, and the first k kept."""
     w = s.shape[1]
+    top = 8 * s.itemsize - 1
+    low = -(1 << top)  # the padding's key: below every value
     stripes = _STRIPES if (w % _STRIPES == 0 and w // _STRIPES >= k) else 1
     g_n = w // stripes
-    keys = np.empty(w, np.int16)
-    gm = np.empty(g_n, np.int16)
+    keys = np.empty_like(s[0])
+    gm = np.empty_like(s[0, :g_n])
     grp = np.empty(g_n, np.int64)
     cand = np.empty(w, np.int64)
     for r in range(m):
         row = s[r]
-        for c in range(w):
-            keys[c] = _key(row[c])
-        for c in range(n, w):  # padding columns: below every value
-            keys[c] = np.int16(-32768)
+        if top == 15:  # the same sum, typed narrow: it vectorises 32 lanes wide
+            for c in range(w):
+                keys[c] = row[c] ^ ((row[c] >> np.int16(15)) & np.int16(0x7FFF))
+        else:
+            for c in range(w):
+                keys[c] = _key(row[c], top)
+        for c in range(n, w):
+            keys[c] = low
         for g in range(g_n):
             gm[g] = keys[g]
         for i in range(1, stripes):
             base = i * g_n
             for g in range(g_n):
                 gm[g] = max(gm[g], keys[base + g])
-        lo = np.int32(32767)
-        hi = np.int32(-32768)
+        lo = np.int64(-low)
+        hi = np.int64(low)
         for g in range(g_n):
-            lo = min(lo, np.int32(gm[g]))
-            hi = max(hi, np.int32(gm[g]))
+            lo = min(lo, np.int64(gm[g]))
+            hi = max(hi, np.int64(gm[g]))
         while lo < hi:  # t: the largest key that k group maxima reach (g_n >= k reach lo)
             mid = (lo + hi + 1) >> 1
             count = 0
             for g in range(g_n):
-                count += np.int32(gm[g]) >= mid
+                count += np.int64(gm[g]) >= mid
             if count >= k:
                 lo = mid
             else:
@@ -66,7 +75,7 @@ def top_k_bf16(s, m, n, k, bits, cols):
         ng = 0
         for g in range(g_n):
             grp[ng] = g
-            ng += np.int32(gm[g]) >= t
+            ng += np.int64(gm[g]) >= t
         nc = 0
         for q in range(ng):
             g = grp[q]
@@ -85,20 +94,22 @@ def top_k_bf16(s, m, n, k, bits, cols):
         for j in range(k):
             v = cand[j]
             cols[r, j] = 0xFFFFF - (v & 0xFFFFF)
-            bits[r, j] = np.uint32(np.uint16(_key(np.int16(v >> 20)))) << np.uint32(16)
+            b = _key(v >> 20, top) & ((1 << (top + 1)) - 1)
+            bits[r, j] = np.uint32(b << (31 - top))
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
-def argmax_bf16(s, m, n, out):
-    """out[r] = the column of the largest of s[r, :n] (bfloat16 bit patterns, int16; the first on
-    ties), r < m: one vectorised pass for the maximum, then the first column that holds it."""
+def argmax(s, m, n, out):
+    """out[r] = the column of the largest of s[r, :n] (bit patterns as for :func:`top_k`; the first
+    on ties), r < m: one vectorised pass for the maximum, then the first column that holds it."""
+    top = 8 * s.itemsize - 1
     for r in range(m):
         row = s[r]
-        best = _key(row[0])
+        best = _key(row[0], top)
         for c in range(1, n):
-            best = max(best, _key(row[c]))
+            best = max(best, _key(row[c], top))
         at = 0
-        while _key(row[at]) != best:
+        while _key(row[at], top) != best:
             at += 1
         out[r] = at
 
