@@ -162,24 +162,27 @@ def test_large_samples_find_neighbours_by_lists(demo_master, monkeypatch):
     assert np.mean([len(set(a) & set(b)) for a, b in zip(idx, exact)]) > 7
 
 
-def test_the_half_precision_top_k_matches_a_sort():
-    """The bfloat16 top-k kernel: the k largest values of the first n columns, largest first, ties
-    by the lower column, exactly as a stable sort of the values (negatives, zeros, -inf, ties,
-    padding columns beyond n, widths split into stripes and widths too narrow or odd for them)."""
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_the_top_k_kernel_matches_a_sort(dtype):
+    """The top-k kernel on bfloat16 or float32 bit patterns: the k largest values of the first n
+    columns, largest first, ties by the lower column, exactly as a stable sort of the values
+    (negatives, zeros, -inf, ties, padding columns beyond n, widths split into stripes and widths
+    too narrow or odd for them)."""
     import torch
     from workbench.map.placement_numba import top_k
 
     rng = np.random.default_rng(3)
+    width = torch.int16 if dtype == "bfloat16" else torch.int32
     for m, n, k, pad in [(7, 1000, 10, 9), (33, 37, 5, 9), (4, 16, 16, 9), (5, 300, 1, 9), (6, 1015, 10, 9),
                          (9, 119, 10, 9), (3, 71, 12, 9), (8, 896, 10, 128), (4, 10, 10, 118)]:
         vals = rng.standard_normal((m, n + pad)).astype(np.float32) * 0.1 + rng.choice([-0.6, 0.0, 0.6], (m, 1))
         vals[:, ::7] = np.round(vals[:, ::7], 1)  # many ties
         vals[0, :5] = [0.0, -0.0, -np.inf, 1.0, 1.0]
-        h = torch.from_numpy(vals).to(torch.bfloat16)
+        h = torch.from_numpy(vals).to(getattr(torch, dtype))
         f = h.float().numpy()
         bits = np.zeros((m, k), np.uint32)
         cols = np.zeros((m, k), np.int64)
-        top_k(h.view(torch.int16).numpy(), m, n, k, bits, cols)
+        top_k(h.view(width).numpy(), m, n, k, bits, cols)
         want = np.argsort(-f[:, :n], axis=1, kind="stable")[:, :k]
         got = bits.view(np.float32)
         np.testing.assert_array_equal(got, np.take_along_axis(f, want, axis=1))
@@ -208,7 +211,8 @@ def test_the_weighted_means_kernel_gives_the_numpy_bytes(monkeypatch):
     assert np.array_equal(_place(sims[:1], np.array([[7] + [-1] * 9]), pos)[0], pos[7])
 
 
-def test_the_half_precision_argmax_takes_the_first_largest_of_the_first_n_columns():
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_the_argmax_kernel_takes_the_first_largest_of_the_first_n_columns(dtype):
     import torch
     from workbench.map.placement_numba import argmax
 
@@ -217,9 +221,9 @@ def test_the_half_precision_argmax_takes_the_first_largest_of_the_first_n_column
     vals[0, :3] = [-np.inf, -0.0, -0.0]
     vals[0, 3:] = -1.0
     vals[1, 60:] = 9.0  # beyond n: never chosen
-    h = torch.from_numpy(vals).to(torch.bfloat16)
+    h = torch.from_numpy(vals).to(getattr(torch, dtype))
     out = np.full(50, -1, np.int64)
-    argmax(h.view(torch.int16).numpy(), 49, 60, out)
+    argmax(h.view(torch.int16 if dtype == "bfloat16" else torch.int32).numpy(), 49, 60, out)
     np.testing.assert_array_equal(out[:49], np.argmax(h.float().numpy()[:49, :60], axis=1))
     assert out[49] == -1 and out[0] == 1
 
