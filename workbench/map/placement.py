@@ -137,6 +137,8 @@ class _Neighbours:
         cent_h = self.cent.to(self.dtype)  # padded to a multiple of 64 rows (faster products)
         self.cent_h = torch.cat([cent_h, cent_h.new_zeros(-len(cent_h) % 64, cent_h.shape[1])])
         self.padded = [torch.cat([c, c.new_zeros(-len(c) % PLACE_PAD)]) for c in self.cand]
+        if max(map(len, self.padded), default=0) >= 1 << 20:  # the top-k kernel packs columns in 20 bits
+            raise WorkbenchError("a list of the map's sample has over a million candidates: use a smaller sample")
         self.method = (f"grouped: {len(cent)} lists, ~{np.mean([len(c) for c in self.cand]):.0f} candidates"
                        + (", bfloat16 products" if precision == "bfloat16" else ""))
 
