@@ -127,14 +127,13 @@ class _Neighbours:
         self.cand = [torch.from_numpy(np.concatenate([np.arange(a, b) for a, b in sl]) if sl else np.zeros(0, np.int64))
                      for sl in slices]  # positions in the sorted sample of each list's candidates
         self.cent_np = cent
-        self.cent = torch.from_numpy(cent)
         self.perm = perm
         self.sample = sorted_sample
         self.dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
         if precision == "bfloat16":
             _allow_amx(torch)  # a process started afresh (a Ray worker) must ask Linux for the AMX tiles
         self.sample_h = torch.from_numpy(self.sample).to(self.dtype)  # float32: no copy
-        cent_h = self.cent.to(self.dtype)  # padded to a multiple of 64 rows (faster products)
+        cent_h = torch.from_numpy(cent).to(self.dtype)  # padded to a multiple of 64 rows (faster products)
         self.cent_h = torch.cat([cent_h, cent_h.new_zeros(-len(cent_h) % 64, cent_h.shape[1])])
         self.padded = [torch.cat([c, c.new_zeros(-len(c) % PLACE_PAD)]) for c in self.cand]
         if max(map(len, self.padded), default=0) >= 1 << 20:  # the top-k kernel packs columns in 20 bits
@@ -173,7 +172,7 @@ class _Neighbours:
         if block.dtype == np.float16:
             from workbench.map.placement_numba import unit_bf16
 
-            out = self._scratch("queries", block.shape).view(torch.int16).numpy().view(np.uint16)  # bfloat16 here
+            out = self._scratch("queries", block.shape).view(torch.int16).numpy().view(np.uint16)
             valid = np.empty(len(block), bool)
             if len(block):
                 unit_bf16(np.ascontiguousarray(block).view(np.ndarray).view(np.uint16), out, valid)
@@ -183,12 +182,11 @@ class _Neighbours:
 
     def release(self) -> None:
         """Drop the scratch buffers (:meth:`_scratch`)."""
-        if getattr(self, "_buffers", None):
-            self._buffers.clear()
+        self._buffers = {}
 
     def _scratch(self, name: str, shape: tuple):
-        """A buffer of the search's dtype kept between chunks (a fresh block of this size is mapped anew by the
-        allocator each time, and its page faults cost as much as the sorted copy itself)."""
+        """A buffer of the search's dtype kept between chunks (a fresh block of this size is mapped
+        anew by the allocator each time, and its page faults cost as much as the sorted copy)."""
         torch = self.torch
         size = math.prod(shape)
         buf = self._buffers.get(name)

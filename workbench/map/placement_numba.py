@@ -43,7 +43,7 @@ def top_k(s, m, n, k, bits, cols):
     cand = np.empty(w, np.int64)
     for r in range(m):
         row = s[r]
-        if top == 15:  # the same sum, typed narrow: it vectorises 32 lanes wide
+        if top == 15:  # the same key, typed narrow: it vectorises 32 lanes wide
             for c in range(w):
                 keys[c] = row[c] ^ ((row[c] >> np.int16(15)) & np.int16(0x7FFF))
         else:

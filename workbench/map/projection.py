@@ -167,8 +167,10 @@ def project(collection, kind: str = "image", sample: int | None = None, n_neighb
             n_epochs: int | None = None, progress=None, info: dict | None = None, engine=None) -> np.ndarray:
     """(len(collection), 2) float32 map positions of every row (see the module docstring); NaN for
     invalid rows. With an `engine` (:mod:`workbench.engine`) the placement runs one task per shard
-    (the fit stays here): the positions are byte-identical to a run without one (float32 products: see :mod:`workbench.map.placement`). `progress`: an optional ``callable(stage, fraction)``, called with stages
-    ``"sample"``, ``"umap"`` (fraction None: indeterminate), ``"place"`` (0..1), ``"done"``.
+    (the fit stays here): the positions are byte-identical to a run without one (float32
+    products: see :mod:`workbench.map.placement`). `progress`: an optional
+    ``callable(stage, fraction)``, called with stages ``"sample"``, ``"umap"`` (fraction None:
+    indeterminate), ``"place"`` (0..1), ``"done"``.
     `info`, when a dict, receives what was done: sample size, neighbour method, seconds per phase."""
     import time
 
